@@ -1,0 +1,171 @@
+"""Tests of the Trainer's run_fn and its pieces, on a random-weight MobileNet."""
+
+import io
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+import tensorflow_transform.beam as tft_beam  # noqa: E402
+import tf_keras  # noqa: E402
+from PIL import Image  # noqa: E402
+from tensorflow_transform.tf_metadata import (  # noqa: E402
+    dataset_metadata,
+    metadata_io,
+    schema_utils,
+)
+from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
+
+from components import trainer_module, transform_module  # noqa: E402
+from pipeline import config as config_lib  # noqa: E402
+from pipeline.config import TrainingConfig  # noqa: E402
+from tests.support import make_random_hub_mobilenet  # noqa: E402
+
+IMAGE_SIZE = 96
+CLASSES = ("blue", "red")
+RAW_SPEC = {
+    config_lib.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+    config_lib.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
+}
+
+
+def _photo(label: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 60, (40, 40, 3)).astype(np.uint8)
+    pixels[..., 2 if label == 0 else 0] += 190
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _write_transformed(path, rows, tf_transform_output):
+    """Writes transformed tf.Examples as Transform would (GZIP TFRecords)."""
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for row in rows:
+            example = tf.train.Example()
+            image = row[config_lib.TRANSFORMED_IMAGE_KEY]
+            example.features.feature[config_lib.TRANSFORMED_IMAGE_KEY].bytes_list.value.append(image)
+            label = int(row[config_lib.TRANSFORMED_LABEL_KEY])
+            example.features.feature[config_lib.TRANSFORMED_LABEL_KEY].int64_list.value.append(label)
+            writer.write(example.SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    """A real Transform graph and transformed train/eval files for 24 photos of 2 classes."""
+    root = tmp_path_factory.mktemp("transform")
+    raw = [
+        {config_lib.IMAGE_KEY: [_photo(i % 2, i)], config_lib.LABEL_KEY: [i % 2]}
+        for i in range(24)
+    ]
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
+    with tft_beam.Context(temp_dir=str(root / "tmp")):
+        (rows, _), transform_fn = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: transform_module.preprocessing_fn(inputs, {"image_size": IMAGE_SIZE}),
+            output_record_batches=False,
+        )
+        _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform_graph"))
+    # TFX's Transform also records the raw schema; serving reads the image spec from it.
+    metadata_io.write_metadata(metadata, str(root / "transform_graph" / "metadata"))
+    output = tft.TFTransformOutput(str(root / "transform_graph"))
+    _write_transformed(root / "train.gz", rows[:16], output)
+    _write_transformed(root / "eval.gz", rows[16:], output)
+    return root
+
+
+@pytest.fixture(scope="module")
+def hub_module(tmp_path_factory):
+    return str(make_random_hub_mobilenet(tmp_path_factory.mktemp("hub") / "m", 0.25, IMAGE_SIZE))
+
+
+def test_make_dataset_streams_decoded_images_and_labels(transformed):
+    output = tft.TFTransformOutput(str(transformed / "transform_graph"))
+    dataset = trainer_module.make_dataset([str(transformed / "train.gz")], output, IMAGE_SIZE, 5)
+    batches = list(dataset)
+    assert [len(labels) for _, labels in batches] == [5, 5, 5, 1]
+    images, labels = batches[0]
+    assert images.shape == (5, IMAGE_SIZE, IMAGE_SIZE, 3) and images.dtype == tf.float32
+    assert set(np.concatenate([b[1].numpy() for b in batches])) == {0, 1}
+
+
+def test_make_dataset_fails_clearly_without_files(transformed):
+    output = tft.TFTransformOutput(str(transformed / "transform_graph"))
+    with pytest.raises(ValueError, match="no transformed examples"):
+        trainer_module.make_dataset([str(transformed / "missing*")], output, IMAGE_SIZE, 5)
+
+
+def test_keep_best_weights_restores_the_best_epoch():
+    model = tf_keras.Sequential([tf_keras.Input((1,)), tf_keras.layers.Dense(1)])
+    callback = trainer_module.KeepBestWeights()
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch, loss in enumerate([3.0, 1.0, 2.0]):
+        model.layers[0].kernel.assign([[float(epoch)]])
+        callback.on_epoch_end(epoch, {"val_loss": loss})
+    callback.on_train_end()
+    assert model.layers[0].kernel.numpy()[0, 0] == 1.0
+
+
+def test_keep_best_weights_keeps_starting_weights_when_nothing_improves():
+    model = tf_keras.Sequential([tf_keras.Input((1,)), tf_keras.layers.Dense(1)])
+    model.layers[0].kernel.assign([[7.0]])
+    callback = trainer_module.KeepBestWeights(initial_loss=0.5)
+    callback.set_model(model)
+    callback.on_train_begin()
+    model.layers[0].kernel.assign([[8.0]])
+    callback.on_epoch_end(0, {"val_loss": 0.9})
+    callback.on_train_end()
+    assert model.layers[0].kernel.numpy()[0, 0] == 7.0
+
+
+def test_transfer_model_shares_head_between_models(hub_module):
+    settings = TrainingConfig(model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES)
+    transfer = trainer_module.TransferModel(settings)
+    assert transfer.model.output_shape == (None, 2)
+    assert transfer.head.input_shape == (None, 256)  # 1024 * alpha 0.25
+    transfer.classifier.kernel.assign(tf.ones_like(transfer.classifier.kernel))
+    assert transfer.head.layers[-1] is transfer.model.layers[-1]
+
+
+def test_run_fn_trains_and_exports_both_signatures(transformed, hub_module, tmp_path):
+    settings = TrainingConfig(
+        model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES,
+        epochs=15, learning_rate=0.01, fine_tune_epochs=1, train_batch_size=8,
+    )
+    fn_args = FnArgs(
+        train_files=[str(transformed / "train.gz")],
+        eval_files=[str(transformed / "eval.gz")],
+        transform_output=str(transformed / "transform_graph"),
+        serving_model_dir=str(tmp_path / "serving"),
+        model_run_dir=str(tmp_path / "logs"),
+        custom_config=settings.to_custom_config(),
+    )
+    trainer_module.run_fn(fn_args)
+
+    # TensorBoard logs for both the train and validation scalars.
+    assert tf.io.gfile.glob(str(tmp_path / "logs" / "train" / "events.out.tfevents.*"))
+    assert tf.io.gfile.glob(str(tmp_path / "logs" / "validation" / "events.out.tfevents.*"))
+    labels = (tmp_path / "serving" / "assets" / trainer_module.LABELS_FILE).read_text()
+    assert labels.split() == list(CLASSES)
+
+    loaded = tf.saved_model.load(str(tmp_path / "serving"))
+    serve_images = loaded.signatures[trainer_module.SERVING_IMAGES_SIGNATURE]
+    assert list(serve_images.structured_input_signature[1]) == ["images"]
+    photos = tf.constant([_photo(0, 100), _photo(1, 101), _photo(1, 102)])
+    outputs = serve_images(images=photos)
+    scores = outputs["scores"].numpy()
+    assert scores.shape == (3, 2)
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-4)
+    assert outputs["classes"].numpy().tolist() == [[b"blue", b"red"]] * 3
+    # The colours are easy: even a random MobileNet's features separate them.
+    assert scores.argmax(axis=1).tolist() == [0, 1, 1]
+
+    example = tf.train.Example()
+    example.features.feature[config_lib.IMAGE_KEY].bytes_list.value.append(_photo(1, 103))
+    example.features.feature[config_lib.LABEL_KEY].int64_list.value.append(1)
+    serve_examples = loaded.signatures[trainer_module.SERVING_EXAMPLES_SIGNATURE]
+    from_examples = serve_examples(examples=tf.constant([example.SerializeToString()]))
+    assert from_examples["scores"].numpy().argmax() == 1

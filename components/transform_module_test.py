@@ -1,0 +1,63 @@
+"""Tests of Transform's preprocessing_fn and its helpers."""
+
+import io
+import os
+import tempfile
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from components import transform_module  # noqa: E402
+from pipeline import config as config_lib  # noqa: E402
+
+
+def _encoded(colour, size=(50, 30), image_format="PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def test_decode_and_resize_gives_square_float_image_in_unit_range():
+    image = transform_module.decode_and_resize(tf.constant(_encoded((255, 0, 0))), 32)
+    assert image.shape == (32, 32, 3)
+    assert image.dtype == tf.float32
+    np.testing.assert_allclose(image.numpy().mean(axis=(0, 1)), [1.0, 0.0, 0.0], atol=0.02)
+
+
+def test_resize_to_jpeg_stores_small_jpegs_of_the_right_size():
+    encoded = tf.constant([_encoded((0, 255, 0)), _encoded((0, 0, 255), image_format="GIF")])
+    jpegs = transform_module.resize_to_jpeg(encoded, 64).numpy()
+    for jpeg, colour in zip(jpegs, ([0, 1, 0], [0, 0, 1]), strict=True):
+        decoded = transform_module.decode_transformed_image(tf.constant(jpeg), 64)
+        np.testing.assert_allclose(decoded.numpy().mean(axis=(0, 1)), colour, atol=0.03)
+        # Far below the 64*64*3*4 bytes of floats: the point of storing JPEG.
+        assert len(jpeg) < 64 * 64 * 3 * 4 / 10
+
+
+def test_preprocessing_fn_with_tf_transform():
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+    feature_spec = {
+        config_lib.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+        config_lib.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
+    }
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
+    raw = [
+        {config_lib.IMAGE_KEY: [_encoded((250, 10, 10))], config_lib.LABEL_KEY: [0]},
+        {config_lib.IMAGE_KEY: [_encoded((10, 10, 250), image_format="JPEG")],
+         config_lib.LABEL_KEY: [1]},
+    ]
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+        (transformed, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: transform_module.preprocessing_fn(inputs, {"image_size": 48}),
+            output_record_batches=False,
+        )
+    assert [row[config_lib.TRANSFORMED_LABEL_KEY] for row in transformed] == [0, 1]
+    first = transform_module.decode_transformed_image(
+        tf.constant(transformed[0][config_lib.TRANSFORMED_IMAGE_KEY]), 48
+    )
+    assert first.numpy()[..., 0].mean() > 0.9

@@ -1,0 +1,259 @@
+"""The retrain command line: flags (or TFX_POETS_* environment variables) -> PipelineConfig.
+
+Shared by every runner; a runner file only binds the orchestrator (see runner_local.py).
+Preflight checks run before any component, so bad input ends in one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from pipeline import config as config_lib
+
+ENV_PREFIX = "TFX_POETS_"
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = REPO_ROOT / "schemas"
+FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
+DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "tfx_poets")
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line, without a traceback."""
+
+
+def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Train, evaluate and push a MobileNet image classifier from a folder of labelled "
+            "photos (one subfolder per class) with a TFX pipeline. Every flag can also be set "
+            f"with an environment variable {ENV_PREFIX}<FLAG>, e.g. {ENV_PREFIX}DATA_DIR."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-dir", default="",
+                      help="folder with one subfolder of images per class; empty downloads the "
+                      "TensorFlow flower_photos archive into --cache-dir")
+    data.add_argument("--testing-percentage", type=int, default=10,
+                      help="percentage of photos held out for the final test split")
+    data.add_argument("--validation-percentage", type=int, default=10,
+                      help="percentage of photos used to validate and select models")
+    data.add_argument("--schema", default="auto",
+                      help="curated schema.pbtxt to validate against; 'auto' uses "
+                      "schemas/flowers for the five flower classes, else schemas/generic")
+    model = parser.add_argument_group("model")
+    model.add_argument("--architecture", default=config_lib.DEFAULT_ARCHITECTURE,
+                       help="mobilenet_<1.0|0.75|0.50|0.25>_<224|192|160|128>: picks the TF Hub "
+                       "module and the input resolution")
+    model.add_argument("--model-handle", default="",
+                       help="TF Hub handle or local SavedModel of an image feature vector; "
+                       "empty uses the TF Hub handle of --architecture")
+    model.add_argument("--image-size", type=int, default=0,
+                       help="input resolution of the module; 0 takes it from --architecture")
+    training = parser.add_argument_group("training")
+    training.add_argument("--learning-rate", type=float, default=0.001,
+                          help="learning rate of the new softmax head (phase 1)")
+    training.add_argument("--epochs", type=int, default=20,
+                          help="epochs of the head on cached MobileNet features (phase 1)")
+    training.add_argument("--dropout", type=float, default=0.2,
+                          help="dropout rate before the softmax layer")
+    training.add_argument("--fine-tune-epochs", type=int, default=2,
+                          help="epochs fine-tuning the whole MobileNet (phase 2); 0 skips it")
+    training.add_argument("--fine-tune-learning-rate", type=float, default=1e-5,
+                          help="learning rate of phase 2")
+    training.add_argument("--train-batch-size", type=int, default=32,
+                          help="images per training batch")
+    training.add_argument("--early-stopping-patience", type=int, default=3,
+                          help="epochs without a better validation loss before a phase stops")
+    training.add_argument("--seed", type=int, default=42, help="random seed of training")
+    evaluation = parser.add_argument_group("evaluation and push")
+    evaluation.add_argument("--min-accuracy", type=float, default=0.7,
+                            help="push only models above this eval-split accuracy (and never "
+                            "worse than the last pushed one)")
+    evaluation.add_argument("--no-test-evaluation", action="store_true",
+                            help="skip the Evaluator run on the held-out test split")
+    run = parser.add_argument_group("pipeline")
+    run.add_argument("--pipeline-name", default="tfx_poets", help="name in ML Metadata")
+    run.add_argument("--pipeline-root", default="tfx_poets_output",
+                     help="artifacts, metadata.db and serving_model/ are written here")
+    run.add_argument("--no-cache", action="store_true",
+                     help="rerun every component even when its inputs did not change")
+    run.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
+                     help="where downloaded photos and TF Hub modules are kept")
+    run.add_argument("--beam-arg", action="append", default=[],
+                     help="extra Beam pipeline argument, repeatable, e.g. "
+                     "--beam-arg=--direct_num_workers=2")
+    plugins = parser.add_argument_group("plug-ins")
+    plugins.add_argument("--preprocessing-fn", default=config_lib.DEFAULT_PREPROCESSING_FN,
+                         help="dotted name of Transform's preprocessing_fn")
+    plugins.add_argument("--run-fn", default=config_lib.DEFAULT_RUN_FN,
+                         help="dotted name of Trainer's run_fn")
+    plugins.add_argument("--extra-component", action="append", default=[],
+                         help="dotted name of factory(config, components) -> [components] "
+                         "whose components are added to the pipeline; repeatable")
+    _defaults_from_environment(parser)
+    return parser
+
+
+def _defaults_from_environment(parser: argparse.ArgumentParser) -> None:
+    """TFX_POETS_<FLAG> overrides a flag's default, so containers can configure by env."""
+    for action in parser._actions:
+        name = ENV_PREFIX + action.dest.upper()
+        if action.dest == "help" or name not in os.environ:
+            continue
+        raw = os.environ[name]
+        if isinstance(action, argparse._StoreTrueAction):
+            value = raw.lower() in ("1", "true", "yes")
+        elif isinstance(action, argparse._AppendAction):
+            value = raw.split()
+        else:
+            value = action.type(raw) if action.type else raw
+        parser.set_defaults(**{action.dest: value})
+
+
+def code_fingerprint() -> str:
+    """Hash of the project's Python code, so TFX's cache misses after a code change."""
+    digest = hashlib.sha256()
+    for path in sorted(REPO_ROOT.glob("components/**/*.py")) + sorted(
+        REPO_ROOT.glob("pipeline/*.py")
+    ):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def download_flower_photos(cache_dir: str) -> str:
+    """The flower_photos folder, downloaded and extracted once into cache_dir."""
+    target = os.path.join(cache_dir, "datasets", "flower_photos")
+    if os.path.isdir(target):
+        return target
+    import tf_keras
+
+    try:
+        tf_keras.utils.get_file(
+            "flower_photos.tgz", config_lib.FLOWER_PHOTOS_URL, extract=True, cache_dir=cache_dir
+        )
+    except Exception as error:
+        raise CliError(
+            f"could not download {config_lib.FLOWER_PHOTOS_URL} ({_first_line(error)}); "
+            "offline? pass --data-dir <folder with one subfolder per class>"
+        ) from None
+    return target
+
+
+def resolve_model_handle(handle: str, cache_dir: str) -> str:
+    """A local SavedModel path for a TF Hub handle (downloaded once) or a local path."""
+    if "://" not in handle:
+        if not os.path.isfile(os.path.join(handle, "saved_model.pb")):
+            raise CliError(
+                f"--model-handle {handle}: no saved_model.pb there; pass a TF Hub handle or "
+                "a SavedModel folder of an image feature vector"
+            )
+        return os.path.abspath(handle)
+    os.environ.setdefault("TFHUB_CACHE_DIR", os.path.join(cache_dir, "tfhub_modules"))
+    import tensorflow_hub as hub
+
+    try:
+        return hub.resolve(handle)
+    except Exception as error:
+        raise CliError(
+            f"could not download the TF Hub module {handle} ({_first_line(error)}); "
+            "offline? pass --model-handle <local SavedModel folder>"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+def choose_schema(schema_flag: str, class_names: Sequence[str]) -> str:
+    if schema_flag != "auto":
+        if not os.path.isfile(schema_flag):
+            raise CliError(f"--schema {schema_flag}: no such file")
+        return os.path.abspath(schema_flag)
+    name = "flowers" if tuple(class_names) == FLOWER_CLASSES else "generic"
+    return str(SCHEMAS_DIR / name / "schema.pbtxt")
+
+
+def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
+    """Validates the flags, fetches what is missing, and returns the pipeline's config."""
+    from components.image_example_gen import images
+
+    _, architecture_size = config_lib.parse_architecture(args.architecture)
+    data_dir = args.data_dir or download_flower_photos(args.cache_dir)
+    try:
+        class_names = images.discover_classes(data_dir)
+    except images.DataDirError as error:
+        raise CliError(str(error)) from None
+    handle = args.model_handle or config_lib.architecture_to_hub_handle(args.architecture)
+    model_path = resolve_model_handle(handle, args.cache_dir)
+    beam_args = ("--direct_num_workers=1", *args.beam_arg)
+    return config_lib.PipelineConfig(
+        data=config_lib.DataConfig(
+            data_dir=os.path.abspath(data_dir),
+            class_names=class_names,
+            testing_percentage=args.testing_percentage,
+            validation_percentage=args.validation_percentage,
+        ),
+        training=config_lib.TrainingConfig(
+            model_handle=model_path,
+            image_size=args.image_size or architecture_size,
+            class_names=class_names,
+            learning_rate=args.learning_rate,
+            epochs=args.epochs,
+            dropout=args.dropout,
+            fine_tune_epochs=args.fine_tune_epochs,
+            fine_tune_learning_rate=args.fine_tune_learning_rate,
+            train_batch_size=args.train_batch_size,
+            early_stopping_patience=args.early_stopping_patience,
+            seed=args.seed,
+        ),
+        evaluation=config_lib.EvaluationConfig(
+            min_accuracy=args.min_accuracy, evaluate_test_split=not args.no_test_evaluation
+        ),
+        pipeline_name=args.pipeline_name,
+        pipeline_root=os.path.abspath(args.pipeline_root),
+        schema_path=choose_schema(args.schema, class_names),
+        enable_cache=not args.no_cache,
+        beam_pipeline_args=beam_args,
+        preprocessing_fn=args.preprocessing_fn,
+        run_fn=args.run_fn,
+        extra_components=tuple(args.extra_component),
+        code_fingerprint=code_fingerprint(),
+    )
+
+
+def main(
+    argv: Sequence[str] | None,
+    run_pipeline: Callable[[config_lib.PipelineConfig], None],
+    prog: str = "runner_local.py",
+) -> int:
+    """Parses flags, runs `run_pipeline(config)`, and turns known failures into one line."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from components.image_example_gen import images
+
+    args = build_parser(prog).parse_args(argv)
+    started = time.time()
+    try:
+        config = config_from_args(args)
+        run_pipeline(config)
+    except (CliError, config_lib.ConfigError, images.DataDirError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"{prog}: interrupted; run the same command again to resume (finished steps are "
+            "cached)",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"{prog}: done in {time.time() - started:.0f} s")
+    return 0

@@ -1,0 +1,122 @@
+"""Tests of the retrain command line: flags, environment, preflight errors."""
+
+import os
+
+import pytest
+
+from pipeline import cli
+from tests.support import make_image_folder
+
+
+def _run_main(argv, calls):
+    return cli.main(argv, run_pipeline=calls.append, prog="retrain")
+
+
+@pytest.fixture
+def hub_dir(tmp_path):
+    path = tmp_path / "hub"
+    path.mkdir()
+    (path / "saved_model.pb").write_bytes(b"")
+    return path
+
+
+def test_help_documents_every_flag_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["-h"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--data-dir", "--model-handle", "--architecture", "--learning-rate",
+                 "--train-batch-size", "--epochs", "--fine-tune-epochs", "--min-accuracy",
+                 "--testing-percentage", "--validation-percentage", "--pipeline-root"):
+        assert flag in text
+    assert "mobilenet_0.50_224" in text and "(default: 0.001)" in text
+
+
+def test_flags_become_the_typed_config(tmp_path, hub_dir):
+    photos = make_image_folder(tmp_path / "photos", {"b": 2, "a": 2})
+    calls = []
+    code = _run_main(
+        [f"--data-dir={photos}", f"--model-handle={hub_dir}", "--architecture=mobilenet_0.25_160",
+         "--learning-rate=0.05", f"--pipeline-root={tmp_path / 'root'}", "--no-cache"],
+        calls,
+    )
+    assert code == 0
+    (config,) = calls
+    assert config.data.class_names == ("a", "b")
+    assert config.training.class_names == ("a", "b")
+    assert config.training.image_size == 160
+    assert config.training.learning_rate == 0.05
+    assert config.training.model_handle == str(hub_dir)
+    assert config.enable_cache is False
+    assert config.schema_path.endswith("schemas/generic/schema.pbtxt")
+    assert len(config.code_fingerprint) == 16
+
+
+def test_flower_classes_use_the_flowers_schema(tmp_path, hub_dir):
+    photos = make_image_folder(tmp_path / "p", dict.fromkeys(cli.FLOWER_CLASSES, 1))
+    calls = []
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}"], calls) == 0
+    assert calls[0].schema_path.endswith("schemas/flowers/schema.pbtxt")
+
+
+def test_environment_variables_set_defaults(tmp_path, hub_dir, monkeypatch):
+    photos = make_image_folder(tmp_path / "photos", {"x": 1, "y": 1})
+    monkeypatch.setenv("TFX_POETS_DATA_DIR", str(photos))
+    monkeypatch.setenv("TFX_POETS_EPOCHS", "7")
+    monkeypatch.setenv("TFX_POETS_NO_CACHE", "true")
+    calls = []
+    assert _run_main([f"--model-handle={hub_dir}"], calls) == 0
+    assert calls[0].training.epochs == 7 and calls[0].enable_cache is False
+
+
+@pytest.mark.parametrize(
+    "make_args,message",
+    [
+        (lambda tmp, hub: [f"--data-dir={tmp / 'missing'}", f"--model-handle={hub}"],
+         "does not exist"),
+        (lambda tmp, hub: [f"--data-dir={make_image_folder(tmp / 'one', {'a': 2})}",
+                           f"--model-handle={hub}"], "at least two"),
+        (lambda tmp, hub: [f"--data-dir={make_image_folder(tmp / 'p', {'a': 1, 'b': 1})}",
+                           f"--model-handle={tmp / 'nohub'}"], "no saved_model.pb"),
+        (lambda tmp, hub: [f"--data-dir={make_image_folder(tmp / 'p', {'a': 1, 'b': 1})}",
+                           f"--model-handle={hub}", "--architecture=resnet"], "--architecture"),
+        (lambda tmp, hub: [f"--data-dir={make_image_folder(tmp / 'p', {'a': 1, 'b': 1})}",
+                           f"--model-handle={hub}", "--dropout=2"], "--dropout"),
+    ],
+)
+def test_bad_input_ends_in_one_line(tmp_path, hub_dir, capsys, make_args, message):
+    calls = []
+    assert _run_main(make_args(tmp_path, hub_dir), calls) == 2
+    assert calls == []
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_offline_downloads_fail_in_one_line_naming_the_flags(tmp_path, hub_dir, capsys,
+                                                             monkeypatch):
+    # No network here; an unroutable URL stands in for it on machines that have one.
+    monkeypatch.setattr(cli.config_lib, "FLOWER_PHOTOS_URL", "http://127.0.0.1:9/flowers.tgz")
+    assert _run_main([f"--cache-dir={tmp_path / 'cache'}", f"--model-handle={hub_dir}"], []) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--data-dir" in err and len(err.splitlines()) == 1
+    photos = make_image_folder(tmp_path / "photos", {"x": 1, "y": 1})
+    assert _run_main([f"--cache-dir={tmp_path / 'cache'}", f"--data-dir={photos}",
+                      "--model-handle=http://127.0.0.1:9/module/1"], []) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--model-handle" in err and len(err.splitlines()) == 1
+
+
+def test_interrupt_says_how_to_resume(tmp_path, hub_dir, capsys):
+    photos = make_image_folder(tmp_path / "photos", {"x": 1, "y": 1})
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    code = cli.main([f"--data-dir={photos}", f"--model-handle={hub_dir}"], interrupted, "retrain")
+    assert code == 130
+    assert "run the same command again" in capsys.readouterr().err
+
+
+def test_code_fingerprint_covers_the_component_code():
+    assert cli.code_fingerprint() == cli.code_fingerprint()
+    assert os.path.exists(cli.REPO_ROOT / "components" / "trainer_module.py")

@@ -1,0 +1,177 @@
+"""The one typed configuration object of a tfx-poets pipeline.
+
+`PipelineConfig` holds every setting. It is filled from flags or the environment by
+`pipeline.cli`, and read only by `create_pipeline` (which hands each component the part it
+needs, e.g. `TrainingConfig` as the Trainer's `custom_config`). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+# The codelab's --architecture names: mobilenet_<width>_<resolution>.
+ARCHITECTURE_PATTERN = re.compile(r"^mobilenet_(1\.0|0\.75|0\.50|0\.25)_(224|192|160|128)$")
+DEFAULT_ARCHITECTURE = "mobilenet_0.50_224"
+TFHUB_HANDLE_TEMPLATE = (
+    "https://tfhub.dev/google/imagenet/mobilenet_v1_{width}_{resolution}/feature_vector/5"
+)
+FLOWER_PHOTOS_URL = "https://download.tensorflow.org/example_images/flower_photos.tgz"
+
+# Where the Transform and Trainer find their user code; overridable to plug in other modules.
+DEFAULT_PREPROCESSING_FN = "components.transform_module.preprocessing_fn"
+DEFAULT_RUN_FN = "components.trainer_module.run_fn"
+
+# Feature names of the tf.Examples written by ImageExampleGen.
+IMAGE_KEY = "image/encoded"
+LABEL_KEY = "image/class/label"
+LABEL_NAME_KEY = "image/class/text"
+FILENAME_KEY = "image/filename"
+# Feature names after Transform.
+TRANSFORMED_IMAGE_KEY = "image_jpeg"
+TRANSFORMED_LABEL_KEY = "label"
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message says which flag to fix."""
+
+
+def parse_architecture(architecture: str) -> tuple[str, int]:
+    """Returns (width multiplier, resolution) of a codelab architecture name."""
+    match = ARCHITECTURE_PATTERN.match(architecture)
+    if not match:
+        raise ConfigError(
+            f"--architecture {architecture!r} is not one of mobilenet_<1.0|0.75|0.50|0.25>_"
+            "<224|192|160|128>, e.g. mobilenet_0.50_224"
+        )
+    return match.group(1), int(match.group(2))
+
+
+def architecture_to_hub_handle(architecture: str) -> str:
+    """Maps e.g. mobilenet_0.50_224 to the TF Hub MobileNet V1 feature-vector handle."""
+    width, resolution = parse_architecture(architecture)
+    width_code = {"1.0": "100", "0.75": "075", "0.50": "050", "0.25": "025"}[width]
+    return TFHUB_HANDLE_TEMPLATE.format(width=width_code, resolution=resolution)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which photos, which classes, and how they are split (retrain.py's stable hash split)."""
+
+    data_dir: str
+    class_names: tuple[str, ...]
+    testing_percentage: int = 10
+    validation_percentage: int = 10
+
+    def __post_init__(self):
+        if len(self.class_names) < 2:
+            raise ConfigError(f"need at least two classes, got {list(self.class_names)}")
+        for flag, value in (
+            ("--testing-percentage", self.testing_percentage),
+            ("--validation-percentage", self.validation_percentage),
+        ):
+            if not 0 <= value < 100:
+                raise ConfigError(f"{flag} must be in [0, 100), got {value}")
+        if self.testing_percentage + self.validation_percentage >= 100:
+            raise ConfigError("--testing-percentage plus --validation-percentage must be below 100")
+        if self.validation_percentage == 0:
+            raise ConfigError("--validation-percentage must be above 0: eval picks the model")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Everything the Trainer's run_fn needs; passed to it as `custom_config`."""
+
+    model_handle: str
+    image_size: int = 224
+    class_names: tuple[str, ...] = ()
+    # Phase 1: a new softmax head on frozen MobileNet features.
+    learning_rate: float = 0.001
+    epochs: int = 20
+    dropout: float = 0.2
+    # Phase 2: fine-tune the whole network from that head, with a small learning rate.
+    fine_tune_epochs: int = 2
+    fine_tune_learning_rate: float = 1e-5
+    train_batch_size: int = 32
+    early_stopping_patience: int = 3
+    seed: int = 42
+
+    def __post_init__(self):
+        positive = {
+            "--image-size": self.image_size,
+            "--learning-rate": self.learning_rate,
+            "--train-batch-size": self.train_batch_size,
+        }
+        for flag, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{flag} must be positive, got {value}")
+        if self.epochs < 0 or self.fine_tune_epochs < 0:
+            raise ConfigError("--epochs and --fine-tune-epochs must be >= 0")
+        if self.epochs == 0 and self.fine_tune_epochs == 0:
+            raise ConfigError("--epochs and --fine-tune-epochs cannot both be 0")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.fine_tune_learning_rate < 0:
+            raise ConfigError("--fine-tune-learning-rate must be >= 0")
+
+    def to_custom_config(self) -> dict:
+        """A JSON-serialisable dict, as TFX stores custom_config in ML Metadata."""
+        as_dict = dataclasses.asdict(self)
+        as_dict["class_names"] = list(self.class_names)
+        return as_dict
+
+    @classmethod
+    def from_custom_config(cls, custom_config: dict) -> TrainingConfig:
+        known = {field.name for field in dataclasses.fields(cls)}
+        values = {key: value for key, value in custom_config.items() if key in known}
+        values["class_names"] = tuple(values.get("class_names", ()))
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """When a model is good enough to push."""
+
+    # Bless only above this eval-split accuracy (and never worse than the last blessed model).
+    min_accuracy: float = 0.7
+    # Also evaluate the held-out test split (no thresholds) so every run records test accuracy.
+    evaluate_test_split: bool = True
+
+    def __post_init__(self):
+        if not 0 <= self.min_accuracy <= 1:
+            raise ConfigError(f"--min-accuracy must be in [0, 1], got {self.min_accuracy}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Every setting of one pipeline; `create_pipeline(config)` turns it into a TFX pipeline."""
+
+    data: DataConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig = EvaluationConfig()
+    pipeline_name: str = "tfx_poets"
+    pipeline_root: str = "tfx_poets_output"
+    # The curated schema (a schema.pbtxt) that ExampleValidator and Transform use.
+    schema_path: str = ""
+    enable_cache: bool = True
+    beam_pipeline_args: tuple[str, ...] = ("--direct_num_workers=1",)
+    # Plug-ins: dotted names of the user functions, and of extra-component factories
+    # `factory(config, components) -> list[BaseNode]` appended to the pipeline.
+    preprocessing_fn: str = DEFAULT_PREPROCESSING_FN
+    run_fn: str = DEFAULT_RUN_FN
+    extra_components: tuple[str, ...] = ()
+    # A fingerprint of the user code, so that TFX's cache misses when that code changes.
+    code_fingerprint: str = ""
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.pipeline_root, "metadata.db")
+
+    @property
+    def serving_model_dir(self) -> str:
+        return os.path.join(self.pipeline_root, "serving_model")
+
+    @property
+    def artifacts_root(self) -> str:
+        return os.path.join(self.pipeline_root, "artifacts")

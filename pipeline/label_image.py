@@ -1,0 +1,347 @@
+"""Classify images with a model pushed by the tfx-poets pipeline.
+
+The command-line counterpart of the "TensorFlow for Poets" codelab's
+``label_image.py``: point it at a pushed model and some photos and it prints
+the most likely labels for each photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# Both must be set before TensorFlow is first imported: the pipeline's models are
+# tf_keras models, and TensorFlow's C++ logging would bury the output. Level 3, not 2:
+# TF 2.16 logs harmless "Unable to register cuDNN/cuFFT/cuBLAS factory" lines at ERROR
+# level on import wherever the CUDA wheels are installed; real failures still surface
+# as Python exceptions, which this command reports.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+PROG = "label_image"
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp"})
+SIGNATURE_KEY = "serving_default"
+INPUT_KEY = "images"
+SCORES_KEY = "scores"
+CLASSES_KEY = "classes"
+UNDECODABLE_REASON = "not a decodable JPEG/PNG/GIF/BMP image"
+
+EXIT_OK = 0
+EXIT_SKIPPED = 1
+EXIT_USAGE = 2
+
+# Takes a batch of encoded image bytes; returns (scores [N, C], class names [C]).
+Classifier = Callable[[list[bytes]], tuple[list[list[float]], list[str]]]
+
+
+class UsageError(Exception):
+    """A problem with the command line (bad path, unusable model); exit code 2."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: Path
+    reason: str
+
+
+# --- pure helpers -------------------------------------------------------------------
+
+
+def is_image_file_name(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_images_in_folder(folder: Path) -> list[Path]:
+    """All image files below ``folder``, recursively, sorted, hidden files and folders skipped."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        # Pruning in place stops os.walk descending into hidden folders (.git, checkpoints).
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(Path(dirpath, name) for name in filenames if is_image_file_name(name))
+    return sorted(found)
+
+
+def collect_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders into the list of images to classify.
+
+    A file named explicitly is taken whatever its extension; folders contribute only
+    files with an image extension. Order follows the arguments, duplicates are dropped.
+    Raises UsageError for a path that does not exist.
+    """
+    collected: dict[Path, None] = {}
+    for raw_path in paths:
+        path = Path(raw_path)
+        if path.is_dir():
+            collected.update(dict.fromkeys(find_images_in_folder(path)))
+        elif path.is_file():
+            collected[path] = None
+        else:
+            raise UsageError(f"image path does not exist: {raw_path}")
+    return list(collected)
+
+
+def has_saved_model(directory: Path) -> bool:
+    return (directory / "saved_model.pb").is_file()
+
+
+def resolve_model_dir(model_path: str | os.PathLike) -> Path:
+    """The SavedModel directory to load from ``--model``.
+
+    ``model_path`` is either a SavedModel directory or a Pusher base directory whose
+    numbered subdirectories are model versions; the highest version holding a
+    ``saved_model.pb`` wins (a half-written newer push is passed over).
+    """
+    path = Path(model_path)
+    if not path.exists():
+        raise UsageError(f"model path does not exist: {model_path}")
+    if not path.is_dir():
+        raise UsageError(f"model path is not a directory: {model_path}")
+    if has_saved_model(path):
+        return path
+    versions = [
+        child
+        for child in path.iterdir()
+        if child.is_dir() and child.name.isdigit() and has_saved_model(child)
+    ]
+    if not versions:
+        raise UsageError(
+            f"no SavedModel in {model_path}: expected saved_model.pb there "
+            "or in a numbered version subdirectory"
+        )
+    return max(versions, key=lambda child: int(child.name))
+
+
+def top_k_predictions(scores: Sequence[float], classes: Sequence[str], k: int) -> list[Prediction]:
+    """The ``k`` best (label, score) pairs, best first; ``k`` is capped at the class count."""
+    ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+    return [Prediction(classes[i], float(scores[i])) for i in ranked[:k]]
+
+
+def format_text(path: Path | str, predictions: Sequence[Prediction]) -> str:
+    """The codelab's layout: the image path, then one ``label (score=0.12345)`` per line."""
+    lines = [str(path)]
+    lines.extend(f"  {p.label} (score={p.score:.5f})" for p in predictions)
+    return "\n".join(lines)
+
+
+def format_json(path: Path | str, predictions: Sequence[Prediction]) -> str:
+    """One JSON object on one line: path, top-1 label and score, and the full top-k."""
+    best = predictions[0]
+    record = {
+        "path": str(path),
+        "label": best.label,
+        "score": best.score,
+        "top_k": [{"label": p.label, "score": p.score} for p in predictions],
+    }
+    return json.dumps(record)
+
+
+def skipped_message(skipped: Skipped) -> str:
+    return f"{PROG}: skipped {skipped.path}: {skipped.reason}"
+
+
+def batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- TensorFlow ---------------------------------------------------------------------
+
+
+def load_classifier(model_dir: Path) -> Classifier:
+    """Load the SavedModel's serving signature and check it matches the pusher's contract."""
+    # google.api_core, imported by TensorFlow, warns on every start about Python 3.10.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core")
+    import tensorflow as tf  # Deferred so that `-h` and path errors answer instantly.
+
+    tf.get_logger().setLevel("ERROR")
+    try:
+        loaded = tf.saved_model.load(str(model_dir))
+    except Exception as error:  # TF raises many types here (OSError, ValueError, proto errors).
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UsageError(f"cannot load SavedModel from {model_dir}: {first_line}") from None
+
+    signature = loaded.signatures.get(SIGNATURE_KEY)
+    expected = (
+        f"a '{SIGNATURE_KEY}' signature taking string '{INPUT_KEY}' "
+        f"and returning '{SCORES_KEY}' and '{CLASSES_KEY}'"
+    )
+    if signature is None:
+        raise UsageError(f"model {model_dir} has no {expected}")
+    input_specs = signature.structured_input_signature[1]
+    output_specs = signature.structured_outputs
+    input_spec = input_specs.get(INPUT_KEY)
+    if (
+        input_spec is None
+        or input_spec.dtype != tf.string
+        or SCORES_KEY not in output_specs
+        or CLASSES_KEY not in output_specs
+    ):
+        raise UsageError(f"model {model_dir} does not have {expected}")
+
+    def classify(encoded_images: list[bytes]) -> tuple[list[list[float]], list[str]]:
+        outputs = signature(**{INPUT_KEY: tf.constant(encoded_images, dtype=tf.string)})
+        scores = outputs[SCORES_KEY].numpy().tolist()
+        # Every row of `classes` is the same list of names, so the first row suffices.
+        classes = [name.decode("utf-8") for name in outputs[CLASSES_KEY].numpy()[0]]
+        return scores, classes
+
+    return classify
+
+
+def classify_paths(
+    classify: Classifier, paths: Sequence[Path], top_k: int
+) -> Iterator[tuple[Path, list[Prediction]] | Skipped]:
+    """Yield (path, predictions) for each classified path and a Skipped for each other.
+
+    Runs the whole batch at once for speed; if it fails, retries one file at a time so
+    that only the bad file is skipped.
+    """
+    import tensorflow as tf
+
+    readable: list[tuple[Path, bytes]] = []
+    for path in paths:
+        try:
+            readable.append((path, path.read_bytes()))
+        except OSError as error:
+            yield Skipped(path, f"cannot read file: {error.strerror or error}")
+    if not readable:
+        return
+
+    def run(group: list[tuple[Path, bytes]]) -> list[tuple[Path, list[Prediction]]]:
+        scores, classes = classify([data for _, data in group])
+        return [
+            (path, top_k_predictions(row, classes, top_k))
+            for (path, _), row in zip(group, scores, strict=True)
+        ]
+
+    if len(readable) > 1:
+        try:
+            results = run(readable)
+        except tf.errors.OpError:
+            pass  # Some file in the batch is bad; the per-file pass below finds which.
+        else:
+            yield from results
+            return
+
+    for single in readable:
+        try:
+            yield from run([single])
+        except tf.errors.InvalidArgumentError:
+            yield Skipped(single[0], UNDECODABLE_REASON)
+        except tf.errors.OpError as error:
+            first_line = (error.message.strip().splitlines() or ["unknown error"])[0]
+            yield Skipped(single[0], f"model failed: {first_line}")
+
+
+# --- command line -------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Classify images with a model pushed by the tfx-poets pipeline and print "
+            "the most likely labels for each image."
+        ),
+        epilog=(
+            "Exit status: 0 if every image was classified, 1 if any image was skipped "
+            "(unreadable or not a decodable image), 2 for usage errors (bad flag, "
+            "missing path, unusable model, no images found)."
+        ),
+    )
+    parser.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help=(
+            "image file or folder; folders are searched recursively for "
+            ".jpg/.jpeg/.png/.gif/.bmp files (any case), skipping hidden files"
+        ),
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH",
+        help=(
+            "pushed model base directory (the highest numbered version subdirectory "
+            "holding a saved_model.pb is used) or a SavedModel directory itself; required"
+        ),
+    )
+    parser.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=5,
+        metavar="N",
+        help=(
+            "number of labels to show per image, capped at the number of classes "
+            "(default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="images sent to the model per call (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=(
+            "print one JSON object per line per image: "
+            '{"path", "label", "score", "top_k": [{"label", "score"}, ...]} '
+            "instead of the default text lines"
+        ),
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # Exits with status 2 on a bad command line.
+    try:
+        image_paths = collect_image_paths(args.images)
+        if not image_paths:
+            raise UsageError("no images found in: " + ", ".join(args.images))
+        classify = load_classifier(resolve_model_dir(args.model))
+    except UsageError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+    formatter = format_json if args.json else format_text
+    any_skipped = False
+    try:
+        for batch in batches(image_paths, args.batch_size):
+            for result in classify_paths(classify, batch, args.top_k):
+                if isinstance(result, Skipped):
+                    any_skipped = True
+                    print(skipped_message(result), file=sys.stderr)
+                else:
+                    print(formatter(*result))
+            sys.stdout.flush()  # Stream results batch by batch on a long run.
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which has stopped reading: end quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_SKIPPED if any_skipped else EXIT_OK

@@ -1,0 +1,156 @@
+"""`create_pipeline(config)`: the tfx-poets pipeline, with no I/O and no orchestrator.
+
+ImageExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema) -> ExampleValidator
+-> Transform (resize) -> Trainer (MobileNet) -> Evaluator (blessing) -> Pusher
+(+ an Evaluator on the held-out test split, which only records metrics).
+The runners (runner_local.py, ...) bind paths and an orchestrator to what this returns.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.dsl.components.base import base_node
+
+from components.image_example_gen.component import ImageExampleGen
+from components.image_example_gen.images import EVAL, TEST, TRAIN
+from pipeline import config as config_lib
+from pipeline.config import PipelineConfig
+
+# Absolute slack so that "not worse than the last blessed model" accepts an equal model.
+_CHANGE_TOLERANCE = 1e-10
+
+
+def make_eval_config(
+    label_key: str, min_accuracy: float | None, per_class_key: str
+) -> tfma.EvalConfig:
+    """Accuracy overall and per class; with `min_accuracy`, also the blessing thresholds."""
+    threshold = None
+    if min_accuracy is not None:
+        threshold = tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -_CHANGE_TOLERANCE},
+            ),
+        )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_examples",
+                label_key=label_key,
+                prediction_key="scores",
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[per_class_key])],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=threshold),
+                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+                ]
+            )
+        ],
+    )
+
+
+def _load_factory(dotted_name: str):
+    module_name, _, attribute = dotted_name.rpartition(".")
+    if not module_name:
+        raise config_lib.ConfigError(f"extra component {dotted_name!r} is not module.function")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
+    """The pipeline's components by id, in topological order."""
+    example_gen = ImageExampleGen(
+        data_dir=config.data.data_dir,
+        class_names=config.data.class_names,
+        testing_percentage=config.data.testing_percentage,
+        validation_percentage=config.data.validation_percentage,
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    code_version = {"code_fingerprint": config.code_fingerprint}
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=config.preprocessing_fn,
+        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL, TEST]),
+        custom_config={"image_size": config.training.image_size, **code_version},
+        # StatisticsGen already describes the raw data; statistics of resized JPEGs add little.
+        disable_statistics=True,
+        # The preprocessing has no analyzers, so there is nothing to cache between runs.
+        disable_analyzer_cache=True,
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=config.run_fn,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
+        custom_config={**config.training.to_custom_config(), **code_version},
+    )
+    latest_blessed_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"],
+        example_splits=[EVAL],
+        eval_config=make_eval_config(
+            config_lib.LABEL_KEY, config.evaluation.min_accuracy, config_lib.LABEL_NAME_KEY
+        ),
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=config.serving_model_dir
+            )
+        ),
+    )
+    components = {
+        node.id: node
+        for node in (
+            example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+            latest_blessed_model, evaluator, pusher,
+        )
+    }
+    if config.evaluation.evaluate_test_split:
+        test_evaluator = tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            example_splits=[TEST],
+            eval_config=make_eval_config(config_lib.LABEL_KEY, None, config_lib.LABEL_NAME_KEY),
+        ).with_id("TestEvaluator")
+        components[test_evaluator.id] = test_evaluator
+    for factory_name in config.extra_components:
+        for node in _load_factory(factory_name)(config, dict(components)):
+            components[node.id] = node
+    return components
+
+
+def create_pipeline(
+    config: PipelineConfig, metadata_connection_config=None
+) -> tfx.dsl.Pipeline:
+    """The TFX pipeline for `config`; the orchestrator is the caller's choice."""
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.artifacts_root,
+        components=list(create_components(config).values()),
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_pipeline_args),
+    )

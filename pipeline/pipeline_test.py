@@ -1,0 +1,77 @@
+"""Tests of create_pipeline: the DAG, the blessing thresholds, plug-ins, and no I/O."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from tfx import v1 as tfx  # noqa: E402
+
+from pipeline import config as config_lib  # noqa: E402
+from pipeline.pipeline import create_components, create_pipeline  # noqa: E402
+
+
+def _config(**changes):
+    values = {
+        # Paths that do not exist: create_pipeline must not touch the file system.
+        "data": config_lib.DataConfig("/nonexistent/photos", ("a", "b", "c")),
+        "training": config_lib.TrainingConfig("/nonexistent/hub", class_names=("a", "b", "c")),
+        "pipeline_root": "/nonexistent/root",
+        "schema_path": "/nonexistent/schema.pbtxt",
+        **changes,
+    }
+    return config_lib.PipelineConfig(**values)
+
+
+def extra_component_factory(config, components):
+    """A plug-in as a user would write one: here, a second StatisticsGen on the same data."""
+    examples = components["ImageExampleGen"].outputs["examples"]
+    return [tfx.components.StatisticsGen(examples=examples).with_id("ExtraStatisticsGen")]
+
+
+def test_pipeline_has_every_component_wired_in_order():
+    pipeline = create_pipeline(_config())
+    ids = [component.id for component in pipeline.components]
+    assert set(ids) == {
+        "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
+        "Trainer", "latest_blessed_model_resolver", "Evaluator", "TestEvaluator", "Pusher",
+    }
+    upstream = {c.id: {u.id for u in c.upstream_nodes} for c in pipeline.components}
+    assert upstream["Transform"] == {"ImageExampleGen", "ImportSchemaGen"}
+    assert upstream["Trainer"] == {"Transform", "ImportSchemaGen"}
+    assert upstream["Evaluator"] == {"ImageExampleGen", "Trainer", "latest_blessed_model_resolver"}
+    assert upstream["Pusher"] == {"Trainer", "Evaluator"}
+    assert pipeline.enable_cache is True
+    assert pipeline.pipeline_info.pipeline_root == "/nonexistent/root/artifacts"
+
+
+def test_trainer_and_transform_get_their_settings():
+    components = create_components(_config(code_fingerprint="abc"))
+    trainer_config = components["Trainer"].exec_properties["custom_config"]
+    assert '"class_names": ["a", "b", "c"]' in trainer_config
+    assert '"code_fingerprint": "abc"' in trainer_config
+    assert components["Trainer"].exec_properties["run_fn"] == config_lib.DEFAULT_RUN_FN
+    transform = components["Transform"].exec_properties
+    assert transform["preprocessing_fn"] == config_lib.DEFAULT_PREPROCESSING_FN
+    assert '"image_size": 224' in transform["custom_config"]
+
+
+def test_evaluator_blesses_only_above_min_accuracy_and_not_worse_than_baseline():
+    components = create_components(
+        _config(evaluation=config_lib.EvaluationConfig(min_accuracy=0.85))
+    )
+    eval_config = components["Evaluator"].exec_properties["eval_config"]
+    assert '"lower_bound": 0.85' in eval_config
+    assert "HIGHER_IS_BETTER" in eval_config
+    assert '"image/class/text"' in eval_config  # the per-class slices
+    assert "lower_bound" not in components["TestEvaluator"].exec_properties["eval_config"]
+
+
+def test_test_evaluator_can_be_turned_off_and_plugins_added():
+    components = create_components(
+        _config(
+            evaluation=config_lib.EvaluationConfig(evaluate_test_split=False),
+            extra_components=("pipeline.pipeline_test.extra_component_factory",),
+        )
+    )
+    assert "TestEvaluator" not in components
+    assert "ExtraStatisticsGen" in components

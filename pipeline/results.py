@@ -1,0 +1,148 @@
+"""What the last run produced, read back from ML Metadata (and TFMA's output) for the user."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pipeline.config import PipelineConfig
+
+ACCURACY_METRIC = "sparse_categorical_accuracy"
+
+
+@dataclasses.dataclass
+class RunResults:
+    run_id: str = ""
+    blessed: bool | None = None
+    pushed_model_dir: str = ""
+    eval_accuracy: float | None = None
+    test_accuracy: float | None = None
+    eval_accuracy_per_class: dict[str, float] = dataclasses.field(default_factory=dict)
+    tensorboard_dir: str = ""
+    conversion_report: str = ""
+    # (component id, state, seconds) in start order.
+    component_times: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
+
+
+def _open_store(metadata_path: str):
+    from ml_metadata import metadata_store
+    from tfx import v1 as tfx
+
+    return metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+    )
+
+
+def overall_and_per_class_accuracy(evaluation_uri: str) -> tuple[float | None, dict[str, float]]:
+    """Accuracy of the overall slice and of each `image/class/text` slice of a TFMA output."""
+    import tensorflow_model_analysis as tfma
+
+    overall, per_class = None, {}
+    for record in tfma.load_metrics(evaluation_uri):
+        slice_key = tfma.slicer.deserialize_slice_key(record.slice_key)
+        for key_and_value in record.metric_keys_and_values:
+            if key_and_value.key.name != ACCURACY_METRIC:
+                continue
+            value = key_and_value.value.double_value.value
+            if not slice_key:
+                overall = value
+            else:
+                name = slice_key[0][1]
+                per_class[name.decode() if isinstance(name, bytes) else str(name)] = value
+    return overall, dict(sorted(per_class.items()))
+
+
+def latest_run_results(config: PipelineConfig) -> RunResults:
+    """The artifacts of the newest pipeline run of `config.pipeline_name`."""
+    store = _open_store(config.metadata_path)
+    # One metadata.db per pipeline root, so every run in it belongs to this pipeline.
+    runs = store.get_contexts_by_type("pipeline_run")
+    results = RunResults()
+    if not runs:
+        return results
+    latest = max(runs, key=lambda context: context.create_time_since_epoch)
+    results.run_id = latest.name
+    results.component_times = component_times(store, latest.id)
+    type_names = {
+        artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()
+    }
+    for artifact in store.get_artifacts_by_context(latest.id):
+        type_name = type_names.get(artifact.type_id)
+        properties = artifact.custom_properties
+        if type_name == "ModelBlessing" and "/TestEvaluator/" not in artifact.uri:
+            results.blessed = (
+                properties["blessed"].int_value == 1 if "blessed" in properties else None
+            )
+        elif (
+            type_name == "PushedModel"
+            and properties.get("pushed")
+            and properties["pushed"].int_value
+        ):
+            results.pushed_model_dir = properties["pushed_destination"].string_value
+        elif type_name == "ModelEvaluation":
+            overall, per_class = overall_and_per_class_accuracy(artifact.uri)
+            if "/TestEvaluator/" in artifact.uri:
+                results.test_accuracy = overall
+            else:
+                results.eval_accuracy, results.eval_accuracy_per_class = overall, per_class
+        elif type_name == "ModelRun":
+            results.tensorboard_dir = artifact.uri
+        elif type_name == "Examples" and "/ImageExampleGen/" in artifact.uri:
+            results.conversion_report = f"{artifact.uri}/conversion_report.json"
+    return results
+
+
+def component_times(store, run_context_id: int) -> list[tuple[str, str, float]]:
+    """Each execution of a run: its component id, state (COMPLETE, CACHED, ...) and seconds."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    states = metadata_store_pb2.Execution.State
+    node_of_execution = {}
+    for node_context in store.get_contexts_by_type("node"):
+        node_id = node_context.name.split(".", 1)[-1]  # "<pipeline>.<node id>"
+        for execution in store.get_executions_by_context(node_context.id):
+            node_of_execution[execution.id] = node_id
+    timings = []
+    executions = sorted(
+        store.get_executions_by_context(run_context_id),
+        key=lambda execution: execution.create_time_since_epoch,
+    )
+    for execution in executions:
+        node_id = node_of_execution.get(execution.id, str(execution.id))
+        seconds = (
+            execution.last_update_time_since_epoch - execution.create_time_since_epoch
+        ) / 1000
+        timings.append((node_id, states.Name(execution.last_known_state), seconds))
+    return timings
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def summarize(config: PipelineConfig) -> str:
+    results = latest_run_results(config)
+    lines = [f"Run {results.run_id}:"]
+    minimum = _percent(config.evaluation.min_accuracy)
+    lines.append(f"  eval accuracy  {_percent(results.eval_accuracy)}  (min {minimum})")
+    if results.eval_accuracy_per_class:
+        per_class = ", ".join(
+            f"{name} {_percent(value)}" for name, value in results.eval_accuracy_per_class.items()
+        )
+        lines.append(f"  per class      {per_class}")
+    lines.append(f"  test accuracy  {_percent(results.test_accuracy)}")
+    if results.pushed_model_dir:
+        lines.append(f"  pushed model   {results.pushed_model_dir}")
+        lines.append(
+            f"  classify with  python label_image.py --model {results.pushed_model_dir} PHOTO"
+        )
+    else:
+        lines.append(
+            "  pushed model   none: the model was not blessed (see the Evaluator's output)"
+        )
+    lines.append(f"  TensorBoard    tensorboard --logdir {results.tensorboard_dir}")
+    lines.append(f"  skipped files  {results.conversion_report}")
+    lines.append(f"  ML Metadata    {config.metadata_path}")
+    lines.append("  component times:")
+    for node_id, state, seconds in results.component_times:
+        lines.append(f"    {node_id:32s} {state:9s} {seconds:7.1f} s")
+    return "\n".join(lines)

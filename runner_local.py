@@ -1,0 +1,24 @@
+"""Runs the tfx-poets pipeline on this machine: LocalDagRunner, Beam's DirectRunner, and an
+ML Metadata SQLite store under --pipeline-root. `python runner_local.py -h` lists the flags."""
+
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow: hub and TFT need tf_keras
+
+from pipeline import cli  # noqa: E402
+
+
+def run(config) -> None:
+    from tfx import v1 as tfx
+
+    from pipeline import results
+    from pipeline.pipeline import create_pipeline
+
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+    print(results.summarize(config))
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main(sys.argv[1:], run_pipeline=run, prog="runner_local.py"))

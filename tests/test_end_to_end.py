@@ -1,0 +1,103 @@
+"""The whole pipeline through runner_local.py, on generated photos and a random MobileNet,
+then a photo classified with the pushed model through label_image.py."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import make_image_folder, make_random_hub_mobilenet
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+CLASSES = {"circle_red": 16, "square_green": 16, "triangle_blue": 16}
+ALL_NODES = {
+    "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
+    "Trainer", "latest_blessed_model_resolver", "Evaluator", "TestEvaluator", "Pusher",
+}
+
+
+def _run(args, timeout=900):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def _component_states(pipeline_root):
+    """{node id: state} of the newest run, from ML Metadata."""
+    from pipeline import results
+
+    store = results._open_store(str(pipeline_root / "metadata.db"))
+    runs = store.get_contexts_by_type("pipeline_run")
+    latest = max(runs, key=lambda context: context.create_time_since_epoch)
+    return {node: state for node, state, _ in results.component_times(store, latest.id)}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    photos = make_image_folder(root / "photos", CLASSES, size=(64, 48))
+    hub_module = make_random_hub_mobilenet(root / "hub", alpha=0.25, resolution=128)
+    flags = [
+        "runner_local.py",
+        f"--data-dir={photos}", f"--model-handle={hub_module}", "--image-size=128",
+        "--epochs=15", "--learning-rate=0.01", "--fine-tune-epochs=1",
+        "--train-batch-size=16", "--testing-percentage=20", "--validation-percentage=20",
+        "--min-accuracy=0.5", f"--pipeline-root={root / 'out'}",
+    ]
+    completed = _run(flags)
+    return root, flags, completed
+
+
+def test_pipeline_completes_every_component_and_pushes(first_run):
+    root, _, completed = first_run
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+    states = _component_states(root / "out")
+    assert set(states) == ALL_NODES
+    assert set(states.values()) == {"COMPLETE"}, states
+    versions = [path for path in (root / "out" / "serving_model").iterdir() if path.is_dir()]
+    assert len(versions) == 1 and (versions[0] / "saved_model.pb").exists()
+    assert f"pushed model   {versions[0]}" in completed.stdout
+
+
+def test_conversion_report_and_tensorboard_logs(first_run):
+    root, _, _ = first_run
+    reports = list((root / "out" / "artifacts" / "ImageExampleGen").rglob("conversion_report.json"))
+    report = json.loads(reports[0].read_text())
+    assert report["class_names"] == sorted(CLASSES)
+    assert report["num_images"] == sum(CLASSES.values())
+    assert report["skipped"] == []
+    per_class = {name: sum(splits.values()) for name, splits in report["counts"].items()}
+    assert per_class == CLASSES
+    logs = root / "out" / "artifacts" / "Trainer" / "model_run"
+    assert list(logs.rglob("train/events.out.tfevents.*"))
+    assert list(logs.rglob("validation/events.out.tfevents.*"))
+
+
+def test_label_image_classifies_with_the_pushed_model(first_run):
+    root, _, _ = first_run
+    photo = sorted((root / "photos" / "square_green").iterdir())[0]
+    completed = _run(
+        ["label_image.py", "--json", "--model", str(root / "out" / "serving_model"), str(photo)],
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["path"] == str(photo)
+    assert {item["label"] for item in result["top_k"]} == set(CLASSES)
+    assert abs(sum(item["score"] for item in result["top_k"]) - 1) < 1e-3
+    assert result["label"] == "square_green"
+
+
+def test_rerun_with_unchanged_photos_is_all_cached(first_run):
+    root, flags, _ = first_run
+    completed = _run(flags)
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    states = _component_states(root / "out")
+    cached = {node for node, state in states.items() if state == "CACHED"}
+    # The Evaluator (and so the Pusher) runs again: it now has a baseline, the blessed model.
+    assert cached == ALL_NODES - {"latest_blessed_model_resolver", "Evaluator", "Pusher"}, states

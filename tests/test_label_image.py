@@ -1,0 +1,234 @@
+"""Tests for the label_image command, against a tiny fake pushed model."""
+
+import os
+
+# Before TensorFlow's first import: the pipeline's Keras flavour, and quiet C++ logs.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from pipeline import label_image  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLASS_NAMES = ["red", "green", "blue"]
+COLOURS = {"red": (230, 10, 10), "green": (10, 230, 10), "blue": (10, 10, 230)}
+
+
+class MeanColourModel(tf.Module):
+    """Follows the pusher's serving contract; scores each class by the image's mean colour."""
+
+    def __init__(self, class_names):
+        super().__init__()
+        self.class_names = tf.constant(class_names)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve(self, images):
+        def mean_colour(encoded):
+            pixels = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            return tf.reduce_mean(tf.cast(pixels, tf.float32), axis=[0, 1]) / 255.0
+
+        means = tf.map_fn(mean_colour, images, fn_output_signature=tf.TensorSpec([3], tf.float32))
+        # Sharpened so the dominant channel clearly wins.
+        scores = tf.nn.softmax(means * 10.0)
+        classes = tf.tile(self.class_names[tf.newaxis, :], [tf.shape(images)[0], 1])
+        return {"scores": scores, "classes": classes}
+
+
+class WrongInputModel(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def serve(self, x):
+        return {"y": x}
+
+
+def save_model(module, directory):
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve})
+
+
+@pytest.fixture(scope="module")
+def model_base(tmp_path_factory):
+    """A Pusher-style base dir; only version 2 has the right class names."""
+    base = tmp_path_factory.mktemp("serving_model")
+    save_model(MeanColourModel([f"stale-{name}" for name in CLASS_NAMES]), base / "1")
+    save_model(MeanColourModel(CLASS_NAMES), base / "2")
+    (base / "3").mkdir()  # An interrupted push: no saved_model.pb, must be passed over.
+    return base
+
+
+def write_image(path, colour, image_format):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 12), COLOURS[colour]).save(path, format=image_format)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    root = tmp_path / "photos"
+    write_image(root / "red.png", "red", "PNG")
+    write_image(root / "nested" / "green.jpg", "green", "JPEG")
+    write_image(root / "nested" / "deeper" / "blue.PNG", "blue", "PNG")
+    write_image(root / "nested" / "blue2.jpeg", "blue", "JPEG")
+    write_image(root / ".hidden.png", "red", "PNG")
+    write_image(root / ".cache" / "red.png", "red", "PNG")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture
+def photos_with_bad_file(photos):
+    (photos / "nested" / "broken.jpg").write_bytes(b"this is not really a jpeg")
+    return photos
+
+
+def expected_label(path):
+    return next(name for name in CLASS_NAMES if name in Path(path).name.lower())
+
+
+# --- pure functions -----------------------------------------------------------------
+
+
+def test_resolve_model_dir_picks_highest_complete_numeric_version(tmp_path):
+    for version in ["1", "9", "10", "latest"]:
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "11").mkdir()  # No saved_model.pb yet.
+    assert label_image.resolve_model_dir(tmp_path) == tmp_path / "10"
+    assert label_image.resolve_model_dir(tmp_path / "9") == tmp_path / "9"
+
+
+def test_resolve_model_dir_rejects_missing_and_empty(tmp_path):
+    with pytest.raises(label_image.UsageError, match="does not exist"):
+        label_image.resolve_model_dir(tmp_path / "nope")
+    with pytest.raises(label_image.UsageError, match="no SavedModel"):
+        label_image.resolve_model_dir(tmp_path)
+
+
+def test_collect_image_paths_recurses_sorted_and_skips_non_images(photos):
+    collected = label_image.collect_image_paths([photos])
+    assert collected == [
+        photos / "nested" / "blue2.jpeg",
+        photos / "nested" / "deeper" / "blue.PNG",
+        photos / "nested" / "green.jpg",
+        photos / "red.png",
+    ]
+    # An explicitly named file is taken whatever its name; duplicates are dropped.
+    notes = photos / "notes.txt"
+    assert label_image.collect_image_paths([notes, photos / "red.png", photos]) == [
+        notes,
+        photos / "red.png",
+        *collected[:3],
+    ]
+
+
+def test_collect_image_paths_rejects_missing_path(tmp_path):
+    with pytest.raises(label_image.UsageError, match="does not exist"):
+        label_image.collect_image_paths([tmp_path / "missing.jpg"])
+
+
+def test_top_k_and_formatting():
+    predictions = label_image.top_k_predictions([0.1, 0.7, 0.2], ["a", "b", "c"], k=5)
+    assert [p.label for p in predictions] == ["b", "c", "a"]
+    assert label_image.format_text("x.jpg", predictions[:2]) == (
+        "x.jpg\n  b (score=0.70000)\n  c (score=0.20000)"
+    )
+    assert json.loads(label_image.format_json("x.jpg", predictions[:1])) == {
+        "path": "x.jpg",
+        "label": "b",
+        "score": pytest.approx(0.7),
+        "top_k": [{"label": "b", "score": pytest.approx(0.7)}],
+    }
+
+
+# --- the command, in-process ----------------------------------------------------------
+
+
+def test_main_text_output_classifies_every_image(model_base, photos, capsys):
+    assert label_image.main(["--model", str(model_base), "--top-k", "2", str(photos)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    blocks = [block.splitlines() for block in out.strip().split("\n" + str(photos))]
+    assert len(blocks) == 4
+    for lines in blocks:
+        assert len(lines) == 1 + 2  # Path, then top-2.
+        assert lines[1].startswith(f"  {expected_label(lines[0])} (score=0.")
+
+
+def test_main_json_lines_schema_and_top_k_cap(model_base, photos, capsys):
+    argv = ["--model", str(model_base), "--json", "--top-k", "10", "--batch-size", "3"]
+    assert label_image.main([*argv, str(photos)]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in records] == [
+        str(p) for p in label_image.collect_image_paths([photos])
+    ]
+    for record in records:
+        assert set(record) == {"path", "label", "score", "top_k"}
+        assert record["label"] == expected_label(record["path"])
+        assert len(record["top_k"]) == len(CLASS_NAMES)  # 10 capped at 3 classes.
+        assert record["top_k"][0] == {"label": record["label"], "score": record["score"]}
+        assert sum(item["score"] for item in record["top_k"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_main_skips_only_the_undecodable_file(model_base, photos_with_bad_file, capsys):
+    broken = photos_with_bad_file / "nested" / "broken.jpg"
+    argv = ["--model", str(model_base), "--json", str(photos_with_bad_file)]
+    assert label_image.main(argv) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"label_image: skipped {broken}: not a decodable JPEG/PNG/GIF/BMP image"
+    ]
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 4
+    assert all(r["label"] == expected_label(r["path"]) for r in records)
+
+
+@pytest.mark.parametrize("problem", ["missing model", "not a model", "wrong signature", "image"])
+def test_main_usage_errors_give_one_line_and_exit_2(problem, model_base, photos, tmp_path, capsys):
+    model, image = model_base, photos / "red.png"
+    if problem == "missing model":
+        model = tmp_path / "no_such_model"
+    elif problem == "not a model":
+        model = tmp_path / "garbage"
+        model.mkdir()
+        (model / "saved_model.pb").write_bytes(b"not a protobuf")
+    elif problem == "wrong signature":
+        model = tmp_path / "wrong"
+        save_model(WrongInputModel(), model)
+    else:
+        image = photos / "missing.jpg"
+    assert label_image.main(["--model", str(model), str(image)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("label_image: ")
+    assert "Traceback" not in err
+
+
+# --- the command, as a script --------------------------------------------------------
+
+
+def test_script_runs_as_subprocess(model_base, photos_with_bad_file):
+    # Without the variable, so the script's own log-silencing default is what is tested.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "label_image.py", "--model", str(model_base), "--json"]
+        + [str(photos_with_bad_file)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["label"] for r in records] == ["blue", "blue", "green", "red"]
+    # Exactly one line: no TensorFlow log noise, no warnings, no traceback.
+    assert result.stderr.splitlines() == [
+        f"label_image: skipped {photos_with_bad_file / 'nested' / 'broken.jpg'}: "
+        "not a decodable JPEG/PNG/GIF/BMP image"
+    ]
