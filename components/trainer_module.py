@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -26,6 +27,7 @@ from components import transform_module  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.config import TrainingConfig  # noqa: E402
 
+logger = logging.getLogger(__name__)
 SERVING_IMAGES_SIGNATURE = "serving_default"
 SERVING_EXAMPLES_SIGNATURE = "serving_examples"
 LABELS_FILE = "labels.txt"
@@ -89,7 +91,9 @@ class TransferModel:
 
 def extract_features(feature_extractor: tf_keras.Model, dataset: tf.data.Dataset):
     """One forward pass over a dataset: (features [N, D] float32, labels [N] int64)."""
-    extract = tf.function(lambda images: feature_extractor(images, training=False))
+    extract = tf.function(
+        lambda images: feature_extractor(images, training=False), reduce_retracing=True
+    )
     features, labels = [], []
     for images, batch_labels in dataset:
         features.append(extract(images).numpy())
@@ -145,9 +149,14 @@ def _compile(model: tf_keras.Model, learning_rate: float) -> None:
 
 def train_head(transfer: TransferModel, settings: TrainingConfig, train_ds, eval_ds, log_dir):
     """Phase 1: the new head on features computed once; returns the number of epochs run."""
-    logging.info("Trainer: computing MobileNet features once for the head phase")
+    logger.info("Trainer: computing MobileNet features once for the head phase")
+    started = time.time()
     train_features, train_labels = extract_features(transfer.feature_extractor, train_ds)
     eval_features, eval_labels = extract_features(transfer.feature_extractor, eval_ds)
+    logger.info(
+        "Trainer: features of %d train and %d eval images in %.0f s",
+        len(train_labels), len(eval_labels), time.time() - started,
+    )
     _compile(transfer.head, settings.learning_rate)
     history = transfer.head.fit(
         train_features,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from pipeline import config as config_lib
+from pipeline import logs
 
 ENV_PREFIX = "TFX_POETS_"
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -87,6 +88,8 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                      help="rerun every component even when its inputs did not change")
     run.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
                      help="where downloaded photos and TF Hub modules are kept")
+    run.add_argument("--verbose", action="store_true",
+                     help="show every log line of TFX, Beam and TensorFlow, not only progress")
     run.add_argument("--beam-arg", action="append", default=[],
                      help="extra Beam pipeline argument, repeatable, e.g. "
                      "--beam-arg=--direct_num_workers=2")
@@ -118,13 +121,17 @@ def _defaults_from_environment(parser: argparse.ArgumentParser) -> None:
         parser.set_defaults(**{action.dest: value})
 
 
-def code_fingerprint() -> str:
-    """Hash of the project's Python code, so TFX's cache misses after a code change."""
+def code_fingerprint(repo_root: pathlib.Path = REPO_ROOT) -> str:
+    """Hash of the code the components run, so TFX's cache misses after it changes.
+
+    Tests and the command line itself are left out: editing them must not retrain.
+    """
     digest = hashlib.sha256()
-    for path in sorted(REPO_ROOT.glob("components/**/*.py")) + sorted(
-        REPO_ROOT.glob("pipeline/*.py")
-    ):
-        digest.update(path.read_bytes())
+    sources = sorted(repo_root.glob("components/**/*.py")) + [repo_root / "pipeline" / "config.py"]
+    for path in sources:
+        if not path.name.endswith("_test.py"):
+            digest.update(str(path.relative_to(repo_root)).encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -216,7 +223,9 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
             seed=args.seed,
         ),
         evaluation=config_lib.EvaluationConfig(
-            min_accuracy=args.min_accuracy, evaluate_test_split=not args.no_test_evaluation
+            min_accuracy=args.min_accuracy,
+            # An empty test split would give TFMA nothing to evaluate.
+            evaluate_test_split=not args.no_test_evaluation and args.testing_percentage > 0,
         ),
         pipeline_name=args.pipeline_name,
         pipeline_root=os.path.abspath(args.pipeline_root),
@@ -237,10 +246,11 @@ def main(
 ) -> int:
     """Parses flags, runs `run_pipeline(config)`, and turns known failures into one line."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logs.quiet_environment()
+    args = build_parser(prog).parse_args(argv)
+    logs.configure_progress_logging(verbose=args.verbose)
     from components.image_example_gen import images
 
-    args = build_parser(prog).parse_args(argv)
     started = time.time()
     try:
         config = config_from_args(args)

@@ -1,6 +1,6 @@
 """Tests of the retrain command line: flags, environment, preflight errors."""
 
-import os
+import shutil
 
 import pytest
 
@@ -117,6 +117,15 @@ def test_interrupt_says_how_to_resume(tmp_path, hub_dir, capsys):
     assert "run the same command again" in capsys.readouterr().err
 
 
-def test_code_fingerprint_covers_the_component_code():
-    assert cli.code_fingerprint() == cli.code_fingerprint()
-    assert os.path.exists(cli.REPO_ROOT / "components" / "trainer_module.py")
+def test_code_fingerprint_changes_with_component_code_only(tmp_path):
+    for relative in ("components/trainer_module.py", "components/trainer_module_test.py",
+                     "pipeline/config.py"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cli.REPO_ROOT / relative, tmp_path / relative)
+    before = cli.code_fingerprint(tmp_path)
+    with open(tmp_path / "components/trainer_module_test.py", "a") as test_file:
+        test_file.write("# a test edit\n")
+    assert cli.code_fingerprint(tmp_path) == before
+    with open(tmp_path / "components/trainer_module.py", "a") as module:
+        module.write("# a code edit\n")
+    assert cli.code_fingerprint(tmp_path) != before

@@ -164,6 +164,13 @@ class PipelineConfig:
     # A fingerprint of the user code, so that TFX's cache misses when that code changes.
     code_fingerprint: str = ""
 
+    def __post_init__(self):
+        if self.training.class_names != self.data.class_names:
+            raise ConfigError(
+                f"the Trainer's classes {list(self.training.class_names)} differ from the "
+                f"data's {list(self.data.class_names)}"
+            )
+
     @property
     def metadata_path(self) -> str:
         return os.path.join(self.pipeline_root, "metadata.db")

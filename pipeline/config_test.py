@@ -61,10 +61,18 @@ def test_invalid_data_settings(changes, message):
         config_lib.DataConfig(**values)
 
 
+def test_trainer_classes_must_match_the_data():
+    with pytest.raises(config_lib.ConfigError, match="differ"):
+        config_lib.PipelineConfig(
+            data=config_lib.DataConfig("/d", ("a", "b")),
+            training=config_lib.TrainingConfig("/m", class_names=("b", "a")),
+        )
+
+
 def test_pipeline_paths_derive_from_the_root():
     config = config_lib.PipelineConfig(
         data=config_lib.DataConfig("/d", ("a", "b")),
-        training=config_lib.TrainingConfig("/m"),
+        training=config_lib.TrainingConfig("/m", class_names=("a", "b")),
         pipeline_root="/r",
     )
     assert config.metadata_path == "/r/metadata.db"

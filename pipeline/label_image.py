@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.image_example_gen.images import is_image_file
+
 # Both must be set before TensorFlow is first imported: the pipeline's models are
 # tf_keras models, and TensorFlow's C++ logging would bury the output. Level 3, not 2:
 # TF 2.16 logs harmless "Unable to register cuDNN/cuFFT/cuBLAS factory" lines at ERROR
@@ -25,7 +27,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 PROG = "label_image"
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp"})
 SIGNATURE_KEY = "serving_default"
 INPUT_KEY = "images"
 SCORES_KEY = "scores"
@@ -59,17 +60,13 @@ class Skipped:
 # --- pure helpers -------------------------------------------------------------------
 
 
-def is_image_file_name(name: str) -> bool:
-    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
-
-
 def find_images_in_folder(folder: Path) -> list[Path]:
     """All image files below ``folder``, recursively, sorted, hidden files and folders skipped."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         # Pruning in place stops os.walk descending into hidden folders (.git, checkpoints).
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(Path(dirpath, name) for name in filenames if is_image_file_name(name))
+        found.extend(Path(dirpath, name) for name in filenames if is_image_file(name))
     return sorted(found)
 
 
@@ -211,12 +208,21 @@ def classify_paths(
     """
     import tensorflow as tf
 
+    from components.image_example_gen.images import UnreadableImageError, normalize_image
+
     readable: list[tuple[Path, bytes]] = []
     for path in paths:
         try:
-            readable.append((path, path.read_bytes()))
+            raw = path.read_bytes()
         except OSError as error:
             yield Skipped(path, f"cannot read file: {error.strerror or error}")
+            continue
+        try:
+            # The same decoding as the pipeline's ImageExampleGen: EXIF rotation applied,
+            # CMYK, grayscale and alpha made RGB, which TensorFlow's decoders do not do.
+            readable.append((path, normalize_image(raw).encoded))
+        except UnreadableImageError as error:
+            yield Skipped(path, f"{UNDECODABLE_REASON} ({error})")
     if not readable:
         return
 

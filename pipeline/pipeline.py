@@ -17,6 +17,7 @@ from tfx.dsl.components.base import base_node
 from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.images import EVAL, TEST, TRAIN
 from pipeline import config as config_lib
+from pipeline import results
 from pipeline.config import PipelineConfig
 
 # Absolute slack so that "not worse than the last blessed model" accepts an equal model.
@@ -26,15 +27,26 @@ _CHANGE_TOLERANCE = 1e-10
 def make_eval_config(
     label_key: str, min_accuracy: float | None, per_class_key: str
 ) -> tfma.EvalConfig:
-    """Accuracy overall and per class; with `min_accuracy`, also the blessing thresholds."""
-    threshold = None
+    """Accuracy overall and per class; with `min_accuracy`, also the blessing thresholds.
+
+    The thresholds apply to the overall slice only: a plain `threshold` would apply to every
+    per-class slice too, and one class's eval photos alone are too few to gate on.
+    """
+    per_slice_thresholds = []
     if min_accuracy is not None:
-        threshold = tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
-            change_threshold=tfma.GenericChangeThreshold(
-                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                absolute={"value": -_CHANGE_TOLERANCE},
-            ),
+        per_slice_thresholds.append(
+            tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec()],
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(
+                        lower_bound={"value": min_accuracy}
+                    ),
+                    change_threshold=tfma.GenericChangeThreshold(
+                        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                        absolute={"value": -_CHANGE_TOLERANCE},
+                    ),
+                ),
+            )
         )
     return tfma.EvalConfig(
         model_specs=[
@@ -49,7 +61,10 @@ def make_eval_config(
             tfma.MetricsSpec(
                 metrics=[
                     tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=threshold),
+                    tfma.MetricConfig(
+                        class_name="SparseCategoricalAccuracy",
+                        per_slice_thresholds=per_slice_thresholds,
+                    ),
                     tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
                 ]
             )
@@ -71,6 +86,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         class_names=config.data.class_names,
         testing_percentage=config.data.testing_percentage,
         validation_percentage=config.data.validation_percentage,
+        code_fingerprint=config.code_fingerprint,
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
@@ -82,7 +98,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=config.preprocessing_fn,
-        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL, TEST]),
+        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL]),
         custom_config={"image_size": config.training.image_size, **code_version},
         # StatisticsGen already describes the raw data; statistics of resized JPEGs add little.
         disable_statistics=True,
@@ -134,7 +150,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
             model=trainer.outputs["model"],
             example_splits=[TEST],
             eval_config=make_eval_config(config_lib.LABEL_KEY, None, config_lib.LABEL_NAME_KEY),
-        ).with_id("TestEvaluator")
+        ).with_id(results.TEST_EVALUATOR_ID)
         components[test_evaluator.id] = test_evaluator
     for factory_name in config.extra_components:
         for node in _load_factory(factory_name)(config, dict(components)):

@@ -56,13 +56,28 @@ def test_trainer_and_transform_get_their_settings():
 
 
 def test_evaluator_blesses_only_above_min_accuracy_and_not_worse_than_baseline():
+    import tensorflow_model_analysis as tfma
+    from tfx.utils import proto_utils
+
     components = create_components(
         _config(evaluation=config_lib.EvaluationConfig(min_accuracy=0.85))
     )
-    eval_config = components["Evaluator"].exec_properties["eval_config"]
-    assert '"lower_bound": 0.85' in eval_config
-    assert "HIGHER_IS_BETTER" in eval_config
-    assert '"image/class/text"' in eval_config  # the per-class slices
+    eval_config = proto_utils.json_to_proto(
+        components["Evaluator"].exec_properties["eval_config"], tfma.EvalConfig()
+    )
+    assert [spec.feature_keys for spec in eval_config.slicing_specs] == [[], ["image/class/text"]]
+    (accuracy,) = [
+        metric for metric in eval_config.metrics_specs[0].metrics
+        if metric.class_name == "SparseCategoricalAccuracy"
+    ]
+    # Gated on the overall slice only, not on each class's slice.
+    assert not accuracy.HasField("threshold")
+    (gate,) = accuracy.per_slice_thresholds
+    assert list(gate.slicing_specs) == [tfma.SlicingSpec()]
+    assert gate.threshold.value_threshold.lower_bound.value == 0.85
+    change = gate.threshold.change_threshold
+    assert change.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+    assert -1e-6 < change.absolute.value <= 0
     assert "lower_bound" not in components["TestEvaluator"].exec_properties["eval_config"]
 
 

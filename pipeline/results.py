@@ -7,6 +7,8 @@ import dataclasses
 from pipeline.config import PipelineConfig
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
+TEST_EVALUATOR_ID = "TestEvaluator"
+_TEST_EVALUATOR_DIR = f"/{TEST_EVALUATOR_ID}/"
 
 
 @dataclasses.dataclass
@@ -40,7 +42,9 @@ def overall_and_per_class_accuracy(evaluation_uri: str) -> tuple[float | None, d
     for record in tfma.load_metrics(evaluation_uri):
         slice_key = tfma.slicer.deserialize_slice_key(record.slice_key)
         for key_and_value in record.metric_keys_and_values:
-            if key_and_value.key.name != ACCURACY_METRIC:
+            key = key_and_value.key
+            # With a baseline, TFMA also stores the baseline's value and the difference.
+            if key.name != ACCURACY_METRIC or key.is_diff or key.model_name == "baseline":
                 continue
             value = key_and_value.value.double_value.value
             if not slice_key:
@@ -68,7 +72,7 @@ def latest_run_results(config: PipelineConfig) -> RunResults:
     for artifact in store.get_artifacts_by_context(latest.id):
         type_name = type_names.get(artifact.type_id)
         properties = artifact.custom_properties
-        if type_name == "ModelBlessing" and "/TestEvaluator/" not in artifact.uri:
+        if type_name == "ModelBlessing" and _TEST_EVALUATOR_DIR not in artifact.uri:
             results.blessed = (
                 properties["blessed"].int_value == 1 if "blessed" in properties else None
             )
@@ -80,7 +84,7 @@ def latest_run_results(config: PipelineConfig) -> RunResults:
             results.pushed_model_dir = properties["pushed_destination"].string_value
         elif type_name == "ModelEvaluation":
             overall, per_class = overall_and_per_class_accuracy(artifact.uri)
-            if "/TestEvaluator/" in artifact.uri:
+            if _TEST_EVALUATOR_DIR in artifact.uri:
                 results.test_accuracy = overall
             else:
                 results.eval_accuracy, results.eval_accuracy_per_class = overall, per_class

@@ -37,6 +37,11 @@ def _component_states(pipeline_root):
     return {node: state for node, state, _ in results.component_times(store, latest.id)}
 
 
+def _eval_accuracy_line(stdout):
+    (line,) = [line for line in stdout.splitlines() if "eval accuracy" in line]
+    return line
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
@@ -98,6 +103,9 @@ def test_rerun_with_unchanged_photos_is_all_cached(first_run):
     completed = _run(flags)
     assert completed.returncode == 0, completed.stderr[-5000:]
     states = _component_states(root / "out")
+    # The summary reports the candidate's accuracy, not TFMA's baseline or diff values.
+    first_stdout = first_run[2].stdout
+    assert _eval_accuracy_line(completed.stdout) == _eval_accuracy_line(first_stdout)
     cached = {node for node, state in states.items() if state == "CACHED"}
     # The Evaluator (and so the Pusher) runs again: it now has a baseline, the blessed model.
     assert cached == ALL_NODES - {"latest_blessed_model_resolver", "Evaluator", "Pusher"}, states

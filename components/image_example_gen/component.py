@@ -31,6 +31,8 @@ class ImageExampleGenSpec(types.ComponentSpec):
         "class_names": ExecutionParameter(type=str),
         "testing_percentage": ExecutionParameter(type=int),
         "validation_percentage": ExecutionParameter(type=int),
+        # Changes with the converter's code, so that TFX's cache misses after an edit.
+        "code_fingerprint": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {
@@ -50,6 +52,7 @@ class ImageExampleGen(FileBasedExampleGen):
         class_names: tuple[str, ...] | list[str],
         testing_percentage: int = 10,
         validation_percentage: int = 10,
+        code_fingerprint: str = "",
     ):
         input_config = example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name="images", pattern=IMAGE_FILE_PATTERN)]
@@ -72,6 +75,7 @@ class ImageExampleGen(FileBasedExampleGen):
             class_names=json.dumps(list(class_names)),
             testing_percentage=testing_percentage,
             validation_percentage=validation_percentage,
+            code_fingerprint=code_fingerprint,
             examples=types.Channel(type=standard_artifacts.Examples),
         )
         # Skips FileBasedExampleGen.__init__, which builds its own spec without our parameters.

@@ -21,6 +21,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from components.image_example_gen import images
 from pipeline import config as config_lib
 
+logger = logging.getLogger(__name__)
 REPORT_FILE = "conversion_report.json"
 _SKIPPED_PREFIX = "_skipped"
 _COUNTS_PREFIX = "_counts"
@@ -75,7 +76,7 @@ class _ImageToExampleFn(beam.DoFn):
         self._seen += 1
         if self._seen % _PROGRESS_EVERY == 0:
             rate = self._seen / max(time.time() - self._started, 1e-6)
-            logging.info(
+            logger.info(
                 "ImageExampleGen: read %d of %d images (%.0f/s in this worker)",
                 self._seen, self._total, rate,
             )
@@ -118,7 +119,7 @@ class Executor(BaseExampleGenExecutor):
         relative_paths = [
             path for name in class_names for path in images.list_class_images(data_dir, name)
         ]
-        logging.info(
+        logger.info(
             "ImageExampleGen: converting %d images of %d classes from %s",
             len(relative_paths), len(class_names), data_dir,
         )
@@ -208,12 +209,12 @@ def _write_report(uri: str, class_names: list[str]) -> dict:
         json.dump(report, report_file, indent=2)
     for path in (skipped_path, counts_path):
         tf.io.gfile.remove(path)
-    logging.info(
+    logger.info(
         "ImageExampleGen: wrote %d examples; skipped %d unreadable files (listed in %s)",
         report["num_images"], len(skipped), os.path.join(uri, REPORT_FILE),
     )
     for item in skipped:
-        logging.warning("ImageExampleGen: skipped %s: %s", item["file"], item["reason"])
+        logger.warning("ImageExampleGen: skipped %s: %s", item["file"], item["reason"])
     no_photos = [name for name in class_names if not counts[name]]
     if no_photos:
         raise images.DataDirError(

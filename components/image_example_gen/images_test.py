@@ -20,6 +20,32 @@ def _decode(encoded: bytes) -> Image.Image:
     return image
 
 
+def _retrain_py_which_set(file_name, validation_percentage, testing_percentage):
+    """which_set() as written in TensorFlow's image_retraining/retrain.py, as the oracle."""
+    import hashlib
+    import os
+    import re
+
+    base_name = os.path.basename(file_name)
+    hash_name = re.sub(r"_nohash_.*$", "", base_name)
+    hash_name_hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
+    percentage_hash = (int(hash_name_hashed, 16) % (2**27 - 1 + 1)) * (100.0 / (2**27 - 1))
+    if percentage_hash < validation_percentage:
+        return "validation"
+    elif percentage_hash < (testing_percentage + validation_percentage):
+        return "testing"
+    return "training"
+
+
+def test_which_split_agrees_with_retrain_py():
+    names = {"validation": images.EVAL, "testing": images.TEST, "training": images.TRAIN}
+    for i in range(500):
+        file_name = f"roses/{i * 7919}_photo.jpg"
+        assert images.which_split(file_name, 15, 5) == names[
+            _retrain_py_which_set(file_name, 5, 15)
+        ]
+
+
 def test_which_split_matches_retrain_py_and_ignores_nohash_suffix():
     # retrain.py hashes the base name up to "_nohash_", so variants of one photo stay together.
     for i in range(50):
@@ -31,11 +57,11 @@ def test_which_split_matches_retrain_py_and_ignores_nohash_suffix():
     assert 0.07 < splits.count(images.TEST) / 2000 < 0.13
 
 
-def test_which_split_is_stable_when_percentages_are_unchanged():
-    names = [f"img{i}.jpg" for i in range(100)]
-    assert [images.which_split(n, 10, 10) for n in names] == [
-        images.which_split(n, 10, 10) for n in names
-    ]
+def test_which_split_keeps_old_photos_in_place_when_photos_are_added():
+    # The split depends on the file name alone, never on which other files exist.
+    old = {f"img{i}.jpg": images.which_split(f"img{i}.jpg", 10, 10) for i in range(100)}
+    assert images.which_split("img5.jpg", 10, 10) == old["img5.jpg"]
+    assert len(set(old.values())) == 3
 
 
 def test_which_split_sends_everything_to_train_with_zero_percentages():
