@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.image_example_gen.images import is_image_file
+from components.image_example_gen.images import NOT_AN_IMAGE, is_image_file
 
 # Both must be set before TensorFlow is first imported: the pipeline's models are
 # tf_keras models, and TensorFlow's C++ logging would bury the output. Level 3, not 2:
@@ -31,7 +31,7 @@ SIGNATURE_KEY = "serving_default"
 INPUT_KEY = "images"
 SCORES_KEY = "scores"
 CLASSES_KEY = "classes"
-UNDECODABLE_REASON = "not a decodable JPEG/PNG/GIF/BMP image"
+UNDECODABLE_REASON = NOT_AN_IMAGE
 
 EXIT_OK = 0
 EXIT_SKIPPED = 1
@@ -222,7 +222,7 @@ def classify_paths(
             # CMYK, grayscale and alpha made RGB, which TensorFlow's decoders do not do.
             readable.append((path, normalize_image(raw).encoded))
         except UnreadableImageError as error:
-            yield Skipped(path, f"{UNDECODABLE_REASON} ({error})")
+            yield Skipped(path, str(error))
     if not readable:
         return
 

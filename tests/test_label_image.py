@@ -232,3 +232,25 @@ def test_script_runs_as_subprocess(model_base, photos_with_bad_file):
         f"label_image: skipped {photos_with_bad_file / 'nested' / 'broken.jpg'}: "
         "not a decodable JPEG/PNG/GIF/BMP image"
     ]
+
+
+def test_photos_reach_the_model_upright_and_rgb(tmp_path):
+    """As in training (ImageExampleGen), EXIF rotation is applied and CMYK becomes RGB."""
+    import io
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: display rotated 90 degrees
+    rotated = tmp_path / "rotated.jpg"
+    Image.new("RGB", (40, 20), (200, 0, 0)).save(rotated, exif=exif)
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (10, 10), (0, 255, 255, 0)).save(cmyk)
+    seen = []
+
+    def fake_classify(encoded_images):
+        seen.extend(Image.open(io.BytesIO(data)) for data in encoded_images)
+        return [[1.0] for _ in encoded_images], ["only"]
+
+    results = list(label_image.classify_paths(fake_classify, [rotated, cmyk], top_k=1))
+    assert len(results) == 2
+    assert seen[0].size == (20, 40)
+    assert [image.mode for image in seen] == ["RGB", "RGB"]

@@ -16,6 +16,7 @@ MAX_NUM_IMAGES_PER_CLASS = 2**27 - 1
 # Refuse images over this many pixels (decompression bombs); Pillow's default is 89M.
 MAX_IMAGE_PIXELS = 40_000_000
 JPEG_QUALITY = 95
+NOT_AN_IMAGE = "not a decodable JPEG/PNG/GIF/BMP image"
 
 
 class DataDirError(ValueError):
@@ -118,10 +119,10 @@ def normalize_image(raw: bytes) -> NormalizedImage:
             upright = ImageOps.exif_transpose(image)
     except UnreadableImageError:
         raise
-    except Exception as error:  # Pillow raises many types for bad files
-        raise UnreadableImageError(
-            f"not a decodable image ({type(error).__name__}: {error})"
-        ) from None
+    except Image.UnidentifiedImageError:
+        raise UnreadableImageError(NOT_AN_IMAGE) from None
+    except Exception as error:  # Pillow raises many types for truncated or corrupt data
+        raise UnreadableImageError(f"corrupt or truncated image ({error})") from None
     if source_format == "JPEG" and image.mode == "RGB" and orientation == 1:
         return NormalizedImage(raw, image.height, image.width, source_format)
     if upright.mode in ("RGBA", "LA", "P", "PA") or "transparency" in upright.info:

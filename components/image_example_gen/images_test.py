@@ -134,7 +134,7 @@ def test_normalize_applies_exif_rotation():
     "raw,reason",
     [
         (b"", "empty file"),
-        (b"\x00\x01garbage" * 20, "not a decodable image"),
+        (b"\x00\x01garbage" * 20, "not a decodable JPEG/PNG/GIF/BMP image"),
     ],
 )
 def test_normalize_rejects_unreadable_bytes(raw, reason):
@@ -144,5 +144,5 @@ def test_normalize_rejects_unreadable_bytes(raw, reason):
 
 def test_normalize_rejects_truncated_jpeg():
     raw = _encode(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")
-    with pytest.raises(images.UnreadableImageError):
+    with pytest.raises(images.UnreadableImageError, match="corrupt or truncated"):
         images.normalize_image(raw[: len(raw) // 2])
