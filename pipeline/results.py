@@ -25,13 +25,19 @@ class RunResults:
     component_times: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
 
 
-def _open_store(metadata_path: str):
+def open_store(metadata_path: str, read_only: bool = False):
+    """The ML Metadata store in the SQLite file `metadata_path` (created if missing, unless
+    `read_only`). Built with ml_metadata alone: importing TFX here would cost many seconds."""
     from ml_metadata import metadata_store
-    from tfx import v1 as tfx
+    from ml_metadata.proto import metadata_store_pb2
 
-    return metadata_store.MetadataStore(
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+    modes = metadata_store_pb2.SqliteMetadataSourceConfig
+    connection_config = metadata_store_pb2.ConnectionConfig()
+    connection_config.sqlite.filename_uri = metadata_path
+    connection_config.sqlite.connection_mode = (
+        modes.READONLY if read_only else modes.READWRITE_OPENCREATE
     )
+    return metadata_store.MetadataStore(connection_config)
 
 
 def overall_and_per_class_accuracy(evaluation_uri: str) -> tuple[float | None, dict[str, float]]:
@@ -57,7 +63,7 @@ def overall_and_per_class_accuracy(evaluation_uri: str) -> tuple[float | None, d
 
 def latest_run_results(config: PipelineConfig) -> RunResults:
     """The artifacts of the newest pipeline run of `config.pipeline_name`."""
-    store = _open_store(config.metadata_path)
+    store = open_store(config.metadata_path)
     # One metadata.db per pipeline root, so every run in it belongs to this pipeline.
     runs = store.get_contexts_by_type("pipeline_run")
     results = RunResults()
@@ -95,20 +101,26 @@ def latest_run_results(config: PipelineConfig) -> RunResults:
     return results
 
 
-def component_times(store, run_context_id: int) -> list[tuple[str, str, float]]:
-    """Each execution of a run: its component id, state (COMPLETE, CACHED, ...) and seconds."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    states = metadata_store_pb2.Execution.State
+def execution_node_ids(store) -> dict[int, str]:
+    """{execution id: component (node) id} of every execution in the store."""
     node_of_execution = {}
     for node_context in store.get_contexts_by_type("node"):
         node_id = node_context.name.split(".", 1)[-1]  # "<pipeline>.<node id>"
         for execution in store.get_executions_by_context(node_context.id):
             node_of_execution[execution.id] = node_id
+    return node_of_execution
+
+
+def component_times(store, run_context_id: int) -> list[tuple[str, str, float]]:
+    """Each execution of a run: its component id, state (COMPLETE, CACHED, ...) and seconds."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    states = metadata_store_pb2.Execution.State
+    node_of_execution = execution_node_ids(store)
     timings = []
     executions = sorted(
         store.get_executions_by_context(run_context_id),
-        key=lambda execution: execution.create_time_since_epoch,
+        key=lambda execution: (execution.create_time_since_epoch, execution.id),
     )
     for execution in executions:
         node_id = node_of_execution.get(execution.id, str(execution.id))

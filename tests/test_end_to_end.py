@@ -31,7 +31,7 @@ def _component_states(pipeline_root):
     """{node id: state} of the newest run, from ML Metadata."""
     from pipeline import results
 
-    store = results._open_store(str(pipeline_root / "metadata.db"))
+    store = results.open_store(str(pipeline_root / "metadata.db"))
     runs = store.get_contexts_by_type("pipeline_run")
     latest = max(runs, key=lambda context: context.create_time_since_epoch)
     return {node: state for node, state, _ in results.component_times(store, latest.id)}
@@ -109,3 +109,73 @@ def test_rerun_with_unchanged_photos_is_all_cached(first_run):
     cached = {node for node, state in states.items() if state == "CACHED"}
     # The Evaluator (and so the Pusher) runs again: it now has a baseline, the blessed model.
     assert cached == ALL_NODES - {"latest_blessed_model_resolver", "Evaluator", "Pusher"}, states
+
+
+def _inspect(capsys, *args):
+    """stdout of `python -m pipeline.inspect_metadata ARGS`, run in-process."""
+    from pipeline import inspect_metadata
+
+    code = inspect_metadata.main(list(args))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def test_inspect_lists_each_run_and_its_executions(first_run, capsys):
+    from pipeline import results
+
+    out = str(first_run[0] / "out")
+    store = results.open_store(str(first_run[0] / "out" / "metadata.db"), read_only=True)
+    run_ids = {context.name for context in store.get_contexts_by_type("pipeline_run")}
+    runs = json.loads(_inspect(capsys, "runs", "--json", "--pipeline-root", out))["runs"]
+    # One COMPLETE run per pipeline run (one, or two once the cached rerun has run).
+    assert {run["run_id"] for run in runs} == run_ids and len(runs) == len(run_ids) >= 1
+    assert {run["state"] for run in runs} == {"COMPLETE"}
+    assert [run["executions"] for run in runs] == [len(ALL_NODES)] * len(runs)
+    assert runs[0]["cache_hits"] == 0
+    table = _inspect(capsys, "runs", "--pipeline-root", out)
+    assert all(run_id in table for run_id in run_ids) and "COMPLETE" in table
+    executions = json.loads(_inspect(capsys, "executions", "--json", "--pipeline-root", out))
+    assert executions["run_id"] == runs[-1]["run_id"]
+    assert {row["component"] for row in executions["executions"]} == ALL_NODES
+    table = _inspect(capsys, "executions", "--run", runs[0]["run_id"], "--pipeline-root", out)
+    assert all(node in table for node in ALL_NODES)
+
+
+def test_inspect_artifacts_shows_the_image_example_gen_examples(first_run, capsys):
+    out = first_run[0] / "out"
+    (examples_dir,) = [
+        path for path in (out / "artifacts" / "ImageExampleGen" / "examples").iterdir()
+        if path.is_dir()
+    ]
+    table = _inspect(capsys, "artifacts", "--type", "Examples", "--pipeline-root", str(out))
+    assert str(examples_dir) in table and "input_fingerprint" in table
+    document = json.loads(
+        _inspect(capsys, "artifacts", "--type", "Examples", "--json", "--pipeline-root", str(out))
+    )
+    assert str(examples_dir) in {artifact["uri"] for artifact in document["artifacts"]}
+
+
+def test_inspect_lineage_of_the_pushed_model_reaches_the_photos(first_run, capsys):
+    root = first_run[0]
+    document = json.loads(_inspect(capsys, "lineage", "--json", "--pipeline-root",
+                                   str(root / "out")))
+    assert document["artifact"]["type"] == "PushedModel"
+    assert document["artifact"]["custom_properties"]["pushed"] == 1
+    components = [component for level in document["chain"] for component in level]
+    assert components[0] == "Pusher"
+    assert {"Evaluator", "Trainer", "Transform", "ImageExampleGen"} <= set(components)
+    assert pathlib.Path(document["input_base"]).resolve() == (root / "photos").resolve()
+    assert document["input_fingerprint"]
+    table = _inspect(capsys, "lineage", "--pipeline-root", str(root / "out"))
+    assert "chain: Pusher <- " in table and f"image folder  {document['input_base']}" in table
+
+
+def test_inspect_without_a_store_is_one_line_and_exit_2(tmp_path, capsys):
+    from pipeline import inspect_metadata
+
+    assert inspect_metadata.main(["lineage", "--pipeline-root", str(tmp_path / "none")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert str(tmp_path / "none" / "metadata.db") in line and "runner_local.py" in line

@@ -1,0 +1,65 @@
+"""Times ImageExampleGen's Beam job on a folder under DirectRunner settings, in one process.
+
+    .venv/bin/python bench/beam_modes.py ../shared/assets/flower_photos
+
+Each setting converts the whole folder into a fresh temporary directory; prints seconds per
+setting (median of --repeats).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor  # noqa: E402
+from tfx.types import standard_artifacts  # noqa: E402
+
+from components.image_example_gen import executor, images  # noqa: E402
+from components.image_example_gen.component import ImageExampleGen  # noqa: E402
+
+SETTINGS = {
+    "in_memory, 1 worker": ["--direct_num_workers=1"],
+    "multi_processing, 2 workers": [
+        "--direct_running_mode=multi_processing", "--direct_num_workers=2"
+    ],
+    "multi_threading, 2 workers": [
+        "--direct_running_mode=multi_threading", "--direct_num_workers=2"
+    ],
+}
+
+
+def convert_once(data_dir, class_names, beam_args) -> float:
+    component = ImageExampleGen(data_dir, class_names)
+    with tempfile.TemporaryDirectory() as output_dir:
+        examples = standard_artifacts.Examples()
+        examples.uri = output_dir
+        context = BaseBeamExecutor.Context(beam_pipeline_args=beam_args, tmp_dir=output_dir)
+        started = time.perf_counter()
+        executor.Executor(context).Do(
+            {}, {"examples": [examples]}, dict(component.exec_properties)
+        )
+        return time.perf_counter() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_dir")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    class_names = images.discover_classes(args.data_dir)
+    for name, beam_args in SETTINGS.items():
+        seconds = [convert_once(args.data_dir, class_names, beam_args)
+                   for _ in range(args.repeats)]
+        print(f"{name:30s} median {statistics.median(seconds):6.1f} s  "
+              f"(runs: {', '.join(f'{s:.1f}' for s in seconds)})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
