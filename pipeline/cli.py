@@ -90,6 +90,10 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                      help="where downloaded photos and TF Hub modules are kept")
     run.add_argument("--verbose", action="store_true",
                      help="show every log line of TFX, Beam and TensorFlow, not only progress")
+    run.add_argument("--beam-runner", default="DirectRunner",
+                     help="Beam runner of the Beam steps (ImageExampleGen, StatisticsGen, "
+                     "Transform, Evaluator): DirectRunner, FlinkRunner, SparkRunner or "
+                     "DataflowRunner; give its options with --beam-arg")
     run.add_argument("--beam-arg", action="append", default=[],
                      help="extra Beam pipeline argument, repeatable, e.g. "
                      "--beam-arg=--direct_num_workers=2")
@@ -189,6 +193,15 @@ def choose_schema(schema_flag: str, class_names: Sequence[str]) -> str:
     return str(SCHEMAS_DIR / name / "schema.pbtxt")
 
 
+def beam_pipeline_args(runner: str, extra_args: Sequence[str]) -> tuple[str, ...]:
+    """Beam arguments of every Beam step; extra arguments come last, so they win."""
+    runner_args = [f"--runner={runner}"]
+    if runner == "DirectRunner":
+        # In memory with one worker measured fastest on 2 cores (BENCHMARKS.md).
+        runner_args.append("--direct_num_workers=1")
+    return (*runner_args, *extra_args)
+
+
 def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """Validates the flags, fetches what is missing, and returns the pipeline's config."""
     from components.image_example_gen import images
@@ -201,7 +214,7 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
         raise CliError(str(error)) from None
     handle = args.model_handle or config_lib.architecture_to_hub_handle(args.architecture)
     model_path = resolve_model_handle(handle, args.cache_dir)
-    beam_args = ("--direct_num_workers=1", *args.beam_arg)
+    beam_args = beam_pipeline_args(args.beam_runner, args.beam_arg)
     return config_lib.PipelineConfig(
         data=config_lib.DataConfig(
             data_dir=os.path.abspath(data_dir),

@@ -52,6 +52,20 @@ def test_flags_become_the_typed_config(tmp_path, hub_dir):
     assert len(config.code_fingerprint) == 16
 
 
+def test_beam_runner_and_arguments_reach_the_config(tmp_path, hub_dir):
+    photos = make_image_folder(tmp_path / "photos", {"a": 1, "b": 1})
+    calls = []
+    flags = [f"--data-dir={photos}", f"--model-handle={hub_dir}", "--beam-runner=FlinkRunner",
+             "--beam-arg=--flink_master=localhost:8081", "--beam-arg=--parallelism=4"]
+    assert _run_main(flags, calls) == 0
+    assert calls[0].beam_pipeline_args == (
+        "--runner=FlinkRunner", "--flink_master=localhost:8081", "--parallelism=4"
+    )
+    calls.clear()
+    assert _run_main(flags[:2], calls) == 0
+    assert calls[0].beam_pipeline_args == ("--runner=DirectRunner", "--direct_num_workers=1")
+
+
 def test_flower_classes_use_the_flowers_schema(tmp_path, hub_dir):
     photos = make_image_folder(tmp_path / "p", dict.fromkeys(cli.FLOWER_CLASSES, 1))
     calls = []

@@ -155,7 +155,7 @@ class PipelineConfig:
     # The curated schema (a schema.pbtxt) that ExampleValidator and Transform use.
     schema_path: str = ""
     enable_cache: bool = True
-    beam_pipeline_args: tuple[str, ...] = ("--direct_num_workers=1",)
+    beam_pipeline_args: tuple[str, ...] = ("--runner=DirectRunner", "--direct_num_workers=1")
     # Plug-ins: dotted names of the user functions, and of extra-component factories
     # `factory(config, components) -> list[BaseNode]` appended to the pipeline.
     preprocessing_fn: str = DEFAULT_PREPROCESSING_FN

@@ -81,6 +81,21 @@ def test_evaluator_blesses_only_above_min_accuracy_and_not_worse_than_baseline()
     assert "lower_bound" not in components["TestEvaluator"].exec_properties["eval_config"]
 
 
+def test_beam_arguments_reach_every_beam_component():
+    beam_args = ("--runner=SparkRunner", "--spark_master_url=spark://host:7077")
+    pipeline = create_pipeline(_config(beam_pipeline_args=beam_args))
+    beam_components = {
+        component.id: list(component.executor_spec.beam_pipeline_args)
+        for component in pipeline.components
+        if hasattr(component.executor_spec, "beam_pipeline_args")
+    }
+    assert set(beam_components) == {
+        "ImageExampleGen", "StatisticsGen", "Transform", "Evaluator", "TestEvaluator",
+    }
+    for component_args in beam_components.values():
+        assert component_args[: len(beam_args)] == list(beam_args)
+
+
 def test_test_evaluator_can_be_turned_off_and_plugins_added():
     components = create_components(
         _config(
