@@ -9,7 +9,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow: hub and 
 from pipeline import cli  # noqa: E402
 
 
-def run(config) -> None:
+def run(config, args=None) -> None:
     from tfx import v1 as tfx
 
     from pipeline import results

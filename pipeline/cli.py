@@ -46,6 +46,9 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                       help="percentage of photos held out for the final test split")
     data.add_argument("--validation-percentage", type=int, default=10,
                       help="percentage of photos used to validate and select models")
+    data.add_argument("--class-names", default="",
+                      help="comma-separated class folder names; empty lists --data-dir's "
+                      "subfolders")
     data.add_argument("--schema", default="auto",
                       help="curated schema.pbtxt to validate against; 'auto' uses "
                       "schemas/flowers for the five flower classes, else schemas/generic")
@@ -81,7 +84,7 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
     evaluation.add_argument("--no-test-evaluation", action="store_true",
                             help="skip the Evaluator run on the held-out test split")
     run = parser.add_argument_group("pipeline")
-    run.add_argument("--pipeline-name", default="tfx_poets", help="name in ML Metadata")
+    run.add_argument("--pipeline-name", default="tfx-poets", help="name in ML Metadata")
     run.add_argument("--pipeline-root", default="tfx_poets_output",
                      help="artifacts, metadata.db and serving_model/ are written here")
     run.add_argument("--no-cache", action="store_true",
@@ -186,6 +189,8 @@ def _first_line(error: BaseException) -> str:
 
 def choose_schema(schema_flag: str, class_names: Sequence[str]) -> str:
     if schema_flag != "auto":
+        if "://" in schema_flag:
+            return schema_flag  # read where the pipeline runs
         if not os.path.isfile(schema_flag):
             raise CliError(f"--schema {schema_flag}: no such file")
         return os.path.abspath(schema_flag)
@@ -202,22 +207,45 @@ def beam_pipeline_args(runner: str, extra_args: Sequence[str]) -> tuple[str, ...
     return (*runner_args, *extra_args)
 
 
-def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """Validates the flags, fetches what is missing, and returns the pipeline's config."""
+def _local_path(path: str) -> str:
+    """Absolute for local paths; URIs such as gs://bucket/root are kept as they are."""
+    return path if "://" in path else os.path.abspath(path)
+
+
+def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib.PipelineConfig:
+    """Validates the flags and returns the pipeline's config.
+
+    `local`: the pipeline runs on this machine, so the photos and the TF Hub module are
+    downloaded if needed and checked here. A remote orchestrator (Kubeflow) reads them where it
+    runs: then the data folder and the handle are taken as given, and the classes come from
+    --class-names when the folder is not readable from here.
+    """
     from components.image_example_gen import images
 
     _, architecture_size = config_lib.parse_architecture(args.architecture)
-    data_dir = args.data_dir or download_flower_photos(args.cache_dir)
-    try:
-        class_names = images.discover_classes(data_dir)
-    except images.DataDirError as error:
-        raise CliError(str(error)) from None
     handle = args.model_handle or config_lib.architecture_to_hub_handle(args.architecture)
-    model_path = resolve_model_handle(handle, args.cache_dir)
+    if local:
+        data_dir = args.data_dir or download_flower_photos(args.cache_dir)
+        model_path = resolve_model_handle(handle, args.cache_dir)
+    else:
+        if not args.data_dir:
+            raise CliError("--data-dir is required: the folder (or gs:// URI) the pipeline reads")
+        data_dir, model_path = args.data_dir, handle
+    if args.class_names:
+        class_names = tuple(sorted(name.strip() for name in args.class_names.split(",")))
+        if local:
+            missing = sorted(set(class_names) - set(images.discover_classes(data_dir)))
+            if missing:
+                raise CliError(f"--class-names: no image folder {missing[0]!r} in {data_dir}")
+    else:
+        try:
+            class_names = images.discover_classes(data_dir)
+        except images.DataDirError as error:
+            raise CliError(str(error)) from None
     beam_args = beam_pipeline_args(args.beam_runner, args.beam_arg)
     return config_lib.PipelineConfig(
         data=config_lib.DataConfig(
-            data_dir=os.path.abspath(data_dir),
+            data_dir=_local_path(data_dir),
             class_names=class_names,
             testing_percentage=args.testing_percentage,
             validation_percentage=args.validation_percentage,
@@ -241,7 +269,7 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
             evaluate_test_split=not args.no_test_evaluation and args.testing_percentage > 0,
         ),
         pipeline_name=args.pipeline_name,
-        pipeline_root=os.path.abspath(args.pipeline_root),
+        pipeline_root=_local_path(args.pipeline_root),
         schema_path=choose_schema(args.schema, class_names),
         enable_cache=not args.no_cache,
         beam_pipeline_args=beam_args,
@@ -254,20 +282,28 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
 
 def main(
     argv: Sequence[str] | None,
-    run_pipeline: Callable[[config_lib.PipelineConfig], None],
+    run_pipeline: Callable[[config_lib.PipelineConfig, argparse.Namespace], None],
     prog: str = "runner_local.py",
+    add_runner_flags: Callable[[argparse.ArgumentParser], None] | None = None,
+    local: bool = True,
 ) -> int:
-    """Parses flags, runs `run_pipeline(config)`, and turns known failures into one line."""
+    """Parses flags, runs `run_pipeline(config, args)`, and turns known failures into one line.
+
+    A runner adds its own flags with `add_runner_flags`; `local` is config_from_args's.
+    """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     logs.quiet_environment()
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    if add_runner_flags:
+        add_runner_flags(parser.add_argument_group("orchestrator"))
+    args = parser.parse_args(argv)
     logs.configure_progress_logging(verbose=args.verbose)
     from components.image_example_gen import images
 
     started = time.time()
     try:
-        config = config_from_args(args)
-        run_pipeline(config)
+        config = config_from_args(args, local=local)
+        run_pipeline(config, args)
     except (CliError, config_lib.ConfigError, images.DataDirError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

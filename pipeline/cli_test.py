@@ -9,7 +9,7 @@ from tests.support import make_image_folder
 
 
 def _run_main(argv, calls):
-    return cli.main(argv, run_pipeline=calls.append, prog="retrain")
+    return cli.main(argv, run_pipeline=lambda config, args: calls.append(config), prog="retrain")
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_offline_downloads_fail_in_one_line_naming_the_flags(tmp_path, hub_dir, 
 def test_interrupt_says_how_to_resume(tmp_path, hub_dir, capsys):
     photos = make_image_folder(tmp_path / "photos", {"x": 1, "y": 1})
 
-    def interrupted(config):
+    def interrupted(config, args):
         raise KeyboardInterrupt
 
     code = cli.main([f"--data-dir={photos}", f"--model-handle={hub_dir}"], interrupted, "retrain")
@@ -143,3 +143,27 @@ def test_code_fingerprint_changes_with_component_code_only(tmp_path):
     with open(tmp_path / "components/trainer_module.py", "a") as module:
         module.write("# a code edit\n")
     assert cli.code_fingerprint(tmp_path) != before
+
+
+def test_class_names_flag_selects_folders_and_rejects_unknown_ones(tmp_path, hub_dir, capsys):
+    photos = make_image_folder(tmp_path / "photos", {"a": 1, "b": 1, "c": 1})
+    calls = []
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}",
+                      "--class-names=c,a"], calls) == 0
+    assert calls[0].data.class_names == ("a", "c")
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}",
+                      "--class-names=a,zebra"], []) == 2
+    assert "no image folder 'zebra'" in capsys.readouterr().err
+
+
+def test_remote_runners_take_data_and_handle_as_given(tmp_path):
+    calls = []
+    code = cli.main(
+        ["--data-dir=gs://bucket/photos", "--class-names=x,y", "--pipeline-root=gs://bucket/r"],
+        run_pipeline=lambda config, args: calls.append(config), prog="remote", local=False,
+    )
+    assert code == 0
+    config = calls[0]
+    assert config.data.data_dir == "gs://bucket/photos"
+    assert config.pipeline_root == "gs://bucket/r"
+    assert config.training.model_handle.startswith("https://tfhub.dev/")

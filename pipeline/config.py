@@ -17,6 +17,8 @@ DEFAULT_ARCHITECTURE = "mobilenet_0.50_224"
 TFHUB_HANDLE_TEMPLATE = (
     "https://tfhub.dev/google/imagenet/mobilenet_v1_{width}_{resolution}/feature_vector/5"
 )
+# Kubeflow's rule for pipeline names; applied everywhere so a pipeline ports unchanged.
+PIPELINE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 FLOWER_PHOTOS_URL = "https://download.tensorflow.org/example_images/flower_photos.tgz"
 
 # Where the Transform and Trainer find their user code; overridable to plug in other modules.
@@ -150,7 +152,7 @@ class PipelineConfig:
     data: DataConfig
     training: TrainingConfig
     evaluation: EvaluationConfig = EvaluationConfig()
-    pipeline_name: str = "tfx_poets"
+    pipeline_name: str = "tfx-poets"
     pipeline_root: str = "tfx_poets_output"
     # The curated schema (a schema.pbtxt) that ExampleValidator and Transform use.
     schema_path: str = ""
@@ -165,6 +167,11 @@ class PipelineConfig:
     code_fingerprint: str = ""
 
     def __post_init__(self):
+        if not PIPELINE_NAME_PATTERN.match(self.pipeline_name):
+            raise ConfigError(
+                f"--pipeline-name {self.pipeline_name!r}: use lower-case letters, digits and "
+                "'-' (Kubeflow's rule), e.g. tfx-poets"
+            )
         if self.training.class_names != self.data.class_names:
             raise ConfigError(
                 f"the Trainer's classes {list(self.training.class_names)} differ from the "

@@ -79,3 +79,13 @@ def test_pipeline_paths_derive_from_the_root():
     assert config.serving_model_dir == "/r/serving_model"
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.pipeline_root = "/elsewhere"
+
+
+@pytest.mark.parametrize("name", ["tfx_poets", "Flowers", "-x", ""])
+def test_pipeline_names_follow_kubeflows_rule(name):
+    with pytest.raises(config_lib.ConfigError, match="--pipeline-name"):
+        config_lib.PipelineConfig(
+            data=config_lib.DataConfig("/d", ("a", "b")),
+            training=config_lib.TrainingConfig("/m", class_names=("a", "b")),
+            pipeline_name=name,
+        )
