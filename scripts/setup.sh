@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Creates .venv with Python 3.10 and installs the locked environment into it.
-# Safe to run again: it only installs what changed in requirements.lock.
+# With --with-airflow, also .venv-airflow: the same plus Apache Airflow, whose pins cannot share
+# .venv (requirements-airflow.lock). Safe to run again: it only installs what changed.
 set -euo pipefail
+with_airflow=false
+for arg in "$@"; do
+  case "$arg" in
+    --with-airflow) with_airflow=true ;;
+    *) echo "setup: unknown argument $arg (only --with-airflow)" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 
 find_python310() {
@@ -16,15 +24,26 @@ find_python310() {
   exit 1
 }
 
+install_env() {  # install_env VENV LOCK
+  if [ ! -x "$1/bin/python" ]; then
+    python="$(find_python310)"
+    echo "setup: creating $1 with $python"
+    "$python" -m venv "$1"
+  fi
+  # The lock is complete (resolved with overrides.txt), so it is installed as is, not re-resolved.
+  .venv/bin/uv pip sync --quiet --python "$1/bin/python" "$2"
+  .venv/bin/uv pip install --quiet --python "$1/bin/python" --no-deps -e .
+  echo "setup: $1 ready ($("$1/bin/python" --version))"
+}
+
 if [ ! -x .venv/bin/python ]; then
   python="$(find_python310)"
-  echo "setup: creating .venv with $python"
   "$python" -m venv .venv
 fi
 if [ ! -x .venv/bin/uv ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "$(grep -E "^uv==" requirements.lock)"
 fi
-# The lock is complete (it was resolved with overrides.txt), so install it as is, without re-resolving.
-.venv/bin/uv pip sync --quiet --python .venv/bin/python requirements.lock
-.venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
-echo "setup: .venv ready ($(.venv/bin/python --version))"
+install_env .venv requirements.lock
+if $with_airflow; then
+  install_env .venv-airflow requirements-airflow.lock
+fi
