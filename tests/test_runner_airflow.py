@@ -72,3 +72,23 @@ def test_airflow_loads_the_dag_with_every_component_in_order(airflow_python, tmp
         assert order.index(before) < order.index(after)
     assert upstream["Trainer"] == ["ImportSchemaGen", "Transform"]
     assert upstream["Pusher"] == ["Evaluator", "Trainer"]
+
+
+def test_the_docs_dry_run_prints_the_tasks_in_order(airflow_python, tmp_path):
+    photos = make_image_folder(tmp_path / "photos", {"cats": 2, "dogs": 2})
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "saved_model.pb").write_bytes(b"")
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"),
+           "TFX_POETS_DATA_DIR": str(photos), "TFX_POETS_MODEL_HANDLE": str(hub),
+           "TFX_POETS_PIPELINE_ROOT": str(tmp_path / "root")}
+    # docs/orchestrators.md: `.venv-airflow/bin/python runner_airflow.py`
+    completed = subprocess.run([airflow_python, "runner_airflow.py"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    task_lines = lines[lines.index("DAG tfx-poets:") + 1:]
+    tasks = [line.split()[0] for line in task_lines if line.startswith("  ")]
+    assert tasks.index("Transform") < tasks.index("Trainer") < tasks.index("Pusher")
+    assert any(line.split()[0] == "Pusher" and "Evaluator, Trainer" in line
+               for line in task_lines if line.startswith("  "))
