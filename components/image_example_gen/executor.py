@@ -2,7 +2,9 @@
 
 One tf.Example per image (encoded RGB JPEG, integer label, label name, file name, size), in
 train / eval / test splits chosen by retrain.py's stable hash of the file name. Unreadable files
-are skipped and listed in `conversion_report.json` beside the splits, never fatal.
+are skipped and listed in `conversion_report.json` beside the splits, never fatal; so are the
+files passed over (hidden, not an image), byte-identical duplicates (all copies go to the split of
+the first copy by path) and label conflicts (one photo in two classes: no copy is kept).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = "conversion_report.json"
 _SKIPPED_PREFIX = "_skipped"
 _COUNTS_PREFIX = "_counts"
+_DUPLICATES_PREFIX = "_duplicates"
+_CONFLICTS_PREFIX = "_conflicts"
+_DROP = ""  # the split override of a label conflict: the file is left out
 _PROGRESS_EVERY = 250
 
 
@@ -57,6 +62,7 @@ class _ImageToExampleFn(beam.DoFn):
     """Reads one image file; emits (split, serialized tf.Example) or a 'skipped' record."""
 
     SKIPPED = "skipped"
+    FINGERPRINTS = "fingerprints"
 
     def __init__(self, data_dir, class_names, testing_percentage, validation_percentage, total):
         self._data_dir = data_dir
@@ -81,12 +87,13 @@ class _ImageToExampleFn(beam.DoFn):
                 self._seen, self._total, rate,
             )
         try:
-            with open(os.path.join(self._data_dir, relative_path), "rb") as image_file:
-                raw = image_file.read()
+            raw = images.read_image_file(os.path.join(self._data_dir, relative_path))
             image = images.normalize_image(raw)
         except (OSError, images.UnreadableImageError) as error:
             self._skipped.inc()
-            reason = error.strerror if isinstance(error, OSError) else str(error)
+            reason = (
+                f"cannot read file: {error.strerror}" if isinstance(error, OSError) else str(error)
+            )
             yield beam.pvalue.TaggedOutput(
                 self.SKIPPED, json.dumps({"file": relative_path, "reason": reason})
             )
@@ -96,7 +103,41 @@ class _ImageToExampleFn(beam.DoFn):
             relative_path, self._testing_percentage, self._validation_percentage
         )
         example = make_example(image, self._labels[class_name], class_name, relative_path)
-        yield split, class_name, example.SerializeToString()
+        yield beam.pvalue.TaggedOutput(
+            self.FINGERPRINTS, (images.content_hash(raw), (relative_path, class_name))
+        )
+        yield split, class_name, example.SerializeToString(), relative_path
+
+
+def _resolve_copies(item, testing_percentage: int, validation_percentage: int):
+    """For byte-identical files: ('override', (path, split)) records plus one report record.
+
+    Copies within one class all go to the split of the lexicographically first path, so one
+    photo never sits in both train and test. Copies in different classes are a label
+    conflict: every copy is dropped (the photo cannot have both labels).
+    """
+    _, copies = item
+    copies = sorted(copies)
+    if len(copies) < 2:
+        return
+    files = [path for path, _ in copies]
+    classes = sorted({class_name for _, class_name in copies})
+    if len(classes) > 1:
+        for path in files:
+            yield "override", (path, _DROP)
+        yield "conflict", {"files": files, "classes": classes}
+        return
+    split = images.which_split(files[0], testing_percentage, validation_percentage)
+    for path in files:
+        yield "override", (path, split)
+    yield "duplicate", {"files": files, "class": classes[0], "split": split}
+
+
+def _apply_overrides(record, overrides):
+    split, class_name, serialized, path = record
+    split = overrides.get(path, split)
+    if split != _DROP:
+        yield split, class_name, serialized
 
 
 def _split_index(record, num_splits: int, split_names: list[str]) -> int:
@@ -116,14 +157,17 @@ class Executor(BaseExampleGenExecutor):
         data_dir = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         settings = _conversion_settings(exec_properties)
         class_names = list(settings["class_names"])
-        relative_paths = [
-            path for name in class_names for path in images.list_class_images(data_dir, name)
-        ]
+        scans = [images.scan_class_folder(data_dir, name) for name in class_names]
+        relative_paths = [path for scan in scans for path in scan.images]
+        self._ignored = sorted(
+            (item for scan in scans for item in scan.ignored), key=lambda item: item["file"]
+        )
         logger.info(
             "ImageExampleGen: converting %d images of %d classes from %s",
             len(relative_paths), len(class_names), data_dir,
         )
         split_names = [images.TRAIN, images.EVAL, images.TEST]
+        report_dir = self._report_dir
         results = (
             pipeline
             | "ListImages" >> beam.Create(relative_paths)
@@ -138,9 +182,33 @@ class Executor(BaseExampleGenExecutor):
                     settings["validation_percentage"],
                     len(relative_paths),
                 )
-            ).with_outputs(_ImageToExampleFn.SKIPPED, main="examples")
+            ).with_outputs(
+                _ImageToExampleFn.SKIPPED, _ImageToExampleFn.FINGERPRINTS, main="examples"
+            )
         )
-        report_dir = self._report_dir
+        copies = (
+            results[_ImageToExampleFn.FINGERPRINTS]
+            | "GroupByContent" >> beam.GroupByKey()
+            | "ResolveCopies"
+            >> beam.FlatMap(
+                _resolve_copies, settings["testing_percentage"], settings["validation_percentage"]
+            )
+        )
+        overrides = copies | "Overrides" >> beam.FlatMap(
+            lambda record: [record[1]] if record[0] == "override" else []
+        )
+        for kind, prefix in (("duplicate", _DUPLICATES_PREFIX), ("conflict", _CONFLICTS_PREFIX)):
+            (
+                copies
+                | f"Select[{kind}]"
+                >> beam.FlatMap(lambda record, k=kind: [record[1]] if record[0] == k else [])
+                | f"Format[{kind}]" >> beam.Map(json.dumps)
+                | f"Write[{kind}]"
+                >> beam.io.WriteToText(os.path.join(report_dir, prefix), shard_name_template="")
+            )
+        examples = results.examples | "SameSplitForCopies" >> beam.FlatMap(
+            _apply_overrides, beam.pvalue.AsDict(overrides)
+        )
         (
             results[_ImageToExampleFn.SKIPPED]
             | "WriteSkipped"
@@ -149,14 +217,14 @@ class Executor(BaseExampleGenExecutor):
             )
         )
         (
-            results.examples
+            examples
             | "KeyBySplitAndClass" >> beam.Map(lambda record: ((record[0], record[1]), 1))
             | "Count" >> beam.CombinePerKey(sum)
             | "FormatCounts" >> beam.Map(lambda item: json.dumps([item[0][0], item[0][1], item[1]]))
             | "WriteCounts"
             >> beam.io.WriteToText(os.path.join(report_dir, _COUNTS_PREFIX), shard_name_template="")
         )
-        partitions = results.examples | "SplitByFileNameHash" >> beam.Partition(
+        partitions = examples | "SplitByFileNameHash" >> beam.Partition(
             _split_index, len(split_names), split_names
         )
         return {
@@ -170,7 +238,11 @@ class Executor(BaseExampleGenExecutor):
         )
         self._report_dir = examples.uri
         super().Do(input_dict, output_dict, exec_properties)
-        report = _write_report(examples.uri, _conversion_settings(exec_properties)["class_names"])
+        report = _write_report(
+            examples.uri,
+            _conversion_settings(exec_properties)["class_names"],
+            getattr(self, "_ignored", []),
+        )
         examples.set_int_custom_property("num_images", report["num_images"])
         examples.set_int_custom_property("num_skipped", len(report["skipped"]))
         examples.set_string_custom_property("class_names", json.dumps(report["class_names"]))
@@ -191,11 +263,15 @@ def _read_json_lines(path: str) -> list:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def _write_report(uri: str, class_names: list[str]) -> dict:
+def _write_report(uri: str, class_names: list[str], ignored: list[dict]) -> dict:
     """Gathers the Beam side outputs into one JSON report and checks every class kept photos."""
     skipped_path = os.path.join(uri, _SKIPPED_PREFIX)
     counts_path = os.path.join(uri, _COUNTS_PREFIX)
     skipped = sorted(_read_json_lines(skipped_path), key=lambda item: item["file"])
+    duplicates_path = os.path.join(uri, _DUPLICATES_PREFIX)
+    conflicts_path = os.path.join(uri, _CONFLICTS_PREFIX)
+    duplicates = sorted(_read_json_lines(duplicates_path), key=lambda item: item["files"])
+    conflicts = sorted(_read_json_lines(conflicts_path), key=lambda item: item["files"])
     counts: dict[str, dict[str, int]] = {name: {} for name in class_names}
     for split, class_name, count in _read_json_lines(counts_path):
         counts[class_name][split] = count
@@ -204,21 +280,41 @@ def _write_report(uri: str, class_names: list[str]) -> dict:
         "num_images": sum(sum(by_split.values()) for by_split in counts.values()),
         "counts": counts,
         "skipped": skipped,
+        "ignored": ignored,
+        "duplicates": duplicates,
+        "label_conflicts": conflicts,
     }
     with tf.io.gfile.GFile(os.path.join(uri, REPORT_FILE), "w") as report_file:
         json.dump(report, report_file, indent=2)
-    for path in (skipped_path, counts_path):
-        tf.io.gfile.remove(path)
+    for path in (skipped_path, counts_path, duplicates_path, conflicts_path):
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
     logger.info(
         "ImageExampleGen: wrote %d examples; skipped %d unreadable files (listed in %s)",
         report["num_images"], len(skipped), os.path.join(uri, REPORT_FILE),
     )
     for item in skipped:
         logger.warning("ImageExampleGen: skipped %s: %s", item["file"], item["reason"])
+    if ignored:
+        logger.info(
+            "ImageExampleGen: ignored %d files that are hidden or not images (listed in %s)",
+            len(ignored), REPORT_FILE,
+        )
+    for item in duplicates:
+        logger.info(
+            "ImageExampleGen: identical files kept together in %s: %s",
+            item["split"], ", ".join(item["files"]),
+        )
+    for item in conflicts:
+        logger.warning(
+            "ImageExampleGen: the same photo is in classes %s (%s); left out of every split: "
+            "keep it in one class folder only",
+            " and ".join(item["classes"]), ", ".join(item["files"]),
+        )
     no_photos = [name for name in class_names if not counts[name]]
     if no_photos:
         raise images.DataDirError(
             f"class {no_photos[0]!r} has no readable images (see {REPORT_FILE}); "
-            "replace its files with JPEG/PNG/GIF/BMP photos or remove the folder"
+            "replace its files with JPEG/PNG/GIF/BMP/WebP/TIFF photos or remove the folder"
         )
     return report

@@ -14,6 +14,7 @@ from components.image_example_gen import executor, images  # noqa: E402
 from components.image_example_gen.component import ImageExampleGen  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from tests.support import make_corrupt_file, make_image_folder  # noqa: E402
+from tests.support.images import make_bad_input_corpus, names_in_different_splits  # noqa: E402
 
 
 def convert(data_dir, class_names, output_dir, testing=10, validation=10):
@@ -81,9 +82,113 @@ def test_shared_flower_photos_convert_with_the_expected_class_counts(tmp_path, f
         flower_photos, list(images.discover_classes(flower_photos)), tmp_path / "out"
     )
     counts = {name: sum(splits.values()) for name, splits in report["counts"].items()}
-    assert counts == {"daisy": 438, "dandelion": 631, "roses": 377, "sunflowers": 459,
-                      "tulips": 531}
+    # 377 roses and 531 tulips on disk: one photo is in both folders, a label conflict.
+    assert counts == {"daisy": 438, "dandelion": 631, "roses": 376, "sunflowers": 459,
+                      "tulips": 530}
     assert report["skipped"] == []
+    assert report["label_conflicts"] == [{
+        "files": ["roses/15922772266_1167a06620.jpg", "tulips/15922772266_1167a06620.jpg"],
+        "classes": ["roses", "tulips"],
+    }]
+    assert [item["files"] for item in report["duplicates"]] == [[
+        "sunflowers/15069459615_7e0fd61914_n.jpg", "sunflowers/15072973261_73e2912ef2_n.jpg"
+    ]]
+    assert report["ignored"] == []
     # retrain.py's 10/10 split, within sampling noise.
-    assert 0.07 < len(by_split[images.TEST]) / 2436 < 0.13
-    assert 0.07 < len(by_split[images.EVAL]) / 2436 < 0.13
+    assert 0.07 < len(by_split[images.TEST]) / 2434 < 0.13
+    assert 0.07 < len(by_split[images.EVAL]) / 2434 < 0.13
+
+
+# --- bad input: one conversion over a corpus of every case (docs/bad_input.md) ---------------
+
+
+@pytest.fixture(scope="module")
+def bad_input(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad_input")
+    photos = make_bad_input_corpus(root / "photos")
+    real_read = images.read_image_file
+
+    def read_as_non_root(path):
+        # Tests run as root, whom chmod 000 does not stop: fail the read as a user would see it.
+        if path.endswith("locked.jpg"):
+            raise images.UnreadableImageError("cannot read file: Permission denied")
+        return real_read(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images, "read_image_file", read_as_non_root)
+        report, by_split, _ = convert(photos, ["ant", "bee"], root / "out")
+    examples = {
+        _feature(example, config_lib.FILENAME_KEY).decode(): (split, example)
+        for split, split_examples in by_split.items()
+        for example in split_examples
+    }
+    return report, examples
+
+
+def _pixels(example):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(_feature(example, config_lib.IMAGE_KEY)))).astype(int)
+
+
+def test_bad_input_skipped_files_and_their_reasons(bad_input):
+    report, examples = bad_input
+    reasons = {item["file"]: item["reason"] for item in report["skipped"]}
+    assert set(reasons) == {
+        "ant/empty.jpg", "ant/truncated.jpg", "ant/random.jpg", "ant/bomb.png", "ant/tiny.png",
+        "ant/selfloop.jpg", "ant/locked.jpg",
+    }
+    assert reasons["ant/empty.jpg"] == "empty file"
+    assert reasons["ant/truncated.jpg"].startswith("corrupt or truncated image")
+    assert reasons["ant/random.jpg"] == images.NOT_AN_IMAGE
+    assert reasons["ant/bomb.png"].startswith("too large: 400000000 pixels is over the")
+    assert reasons["ant/tiny.png"] == "too small (1x1); at least 8x8 pixels needed"
+    assert reasons["ant/selfloop.jpg"] == "cannot read file: Too many levels of symbolic links"
+    assert reasons["ant/locked.jpg"] == "cannot read file: Permission denied"
+    assert not set(reasons) & set(examples)
+
+
+def test_bad_input_ignored_files_are_listed(bad_input):
+    report, examples = bad_input
+    assert [item["file"] for item in report["ignored"]] == [
+        "ant/.DS_Store", "ant/.hidden.jpg", "ant/Thumbs.db", "ant/nested/loop", "ant/notes.txt"
+    ]
+
+
+def test_bad_input_odd_but_valid_files_convert(bad_input):
+    report, examples = bad_input
+    for name in (
+        "png_named.jpg", "animated.gif", "bitmap.bmp", "photo.webp", "photo.tif", "scan.TIFF",
+        "cmyk.jpg", "gray.jpg", "deep16.png", "rgba.png", "rotated.jpg", "UPPER.JPG",
+        "UPPER2.JPEG", "nested/deeper/inner.jpg", "sous dossier é/fleur d'été ü.jpg",
+    ):
+        split, example = examples[f"ant/{name}"]
+        assert _feature(example, config_lib.LABEL_NAME_KEY) == b"ant", name
+        assert _feature(example, config_lib.IMAGE_KEY)[:2] == b"\xff\xd8", name
+        assert images.which_split(name, 10, 10) == split, name  # the base name decides
+    assert abs(_pixels(examples["ant/deep16.png"][1]) - 100).max() <= 2  # not white or black
+    assert abs(_pixels(examples["ant/animated.gif"][1]) - [255, 0, 0]).max() <= 8  # frame 1
+    rotated = examples["ant/rotated.jpg"][1]
+    assert (_feature(rotated, "image/height"), _feature(rotated, "image/width")) == (40, 20)
+    assert _pixels(examples["ant/gray.jpg"][1]).shape == (16, 24, 3)
+
+
+def test_bad_input_duplicates_share_one_split_and_conflicts_are_left_out(bad_input):
+    report, examples = bad_input
+    first, second = names_in_different_splits()
+    assert images.which_split(first, 10, 10) != images.which_split(second, 10, 10)
+    expected_split = images.which_split(first, 10, 10)
+    assert report["duplicates"] == [
+        {"files": [f"ant/{first}", f"ant/{second}"], "class": "ant", "split": expected_split}
+    ]
+    assert examples[f"ant/{first}"][0] == examples[f"ant/{second}"][0] == expected_split
+    assert report["label_conflicts"] == [
+        {"files": ["ant/conflict.jpg", "bee/conflict_copy.jpg"], "classes": ["ant", "bee"]}
+    ]
+    assert "ant/conflict.jpg" not in examples and "bee/conflict_copy.jpg" not in examples
+    # 4 good ant photos + 15 odd-but-valid + 2 duplicates; 4 bee photos.
+    counts = {name: sum(splits.values()) for name, splits in report["counts"].items()}
+    assert counts == {"ant": 21, "bee": 4} and report["num_images"] == len(examples) == 25

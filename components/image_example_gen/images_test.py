@@ -1,11 +1,15 @@
 """Tests of the pure image-folder helpers."""
 
 import io
+import os
+import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from components.image_example_gen import images
+from tests.support import images as support_images
 
 
 def _encode(image: Image.Image, image_format: str, **options) -> bytes:
@@ -146,3 +150,127 @@ def test_normalize_rejects_truncated_jpeg():
     raw = _encode(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")
     with pytest.raises(images.UnreadableImageError, match="corrupt or truncated"):
         images.normalize_image(raw[: len(raw) // 2])
+
+
+# --- bad input (docs/bad_input.md) -----------------------------------------------------------
+
+
+def test_list_class_images_accepts_webp_and_tiff(tmp_path):
+    (tmp_path / "c").mkdir()
+    for name in ("a.webp", "b.tif", "c.TIFF", "d.WebP"):
+        (tmp_path / "c" / name).write_bytes(b"x")
+    assert images.list_class_images(str(tmp_path), "c") == [
+        "c/a.webp", "c/b.tif", "c/c.TIFF", "c/d.WebP"
+    ]
+
+
+@pytest.mark.parametrize("image_format", ["WEBP", "TIFF"])
+def test_normalize_converts_webp_and_tiff(image_format):
+    raw = _encode(Image.new("RGB", (20, 10), (0, 0, 255)), image_format)
+    result = images.normalize_image(raw)
+    decoded = _decode(result.encoded)
+    assert decoded.format == "JPEG" and decoded.size == (20, 10)
+    assert result.source_format == image_format
+
+
+def test_normalize_decides_by_content_not_extension():
+    # normalize_image never sees the name: a PNG saved as photo.jpg converts like any PNG.
+    result = images.normalize_image(_encode(Image.new("RGB", (20, 10), (9, 90, 9)), "PNG"))
+    assert result.source_format == "PNG" and result.encoded[:2] == b"\xff\xd8"
+
+
+def test_normalize_scales_16_bit_png_to_8_bit_instead_of_clipping_to_white():
+    raw = support_images.sixteen_bit_png(100 * 257)
+    assert Image.open(io.BytesIO(raw)).mode == "I;16"
+    pixels = np.asarray(_decode(images.normalize_image(raw).encoded))
+    assert pixels.shape == (16, 32, 3)
+    assert np.abs(pixels.astype(int) - 100).max() <= 2
+    # The full 16-bit range maps to the full 8-bit range.
+    for value, expected in ((0, 0), (65535, 255)):
+        raw = support_images.sixteen_bit_png(value)
+        pixels = np.asarray(_decode(images.normalize_image(raw).encoded))
+        assert np.abs(pixels.astype(int) - expected).max() <= 2
+
+
+def test_normalize_keeps_the_first_frame_of_an_animated_gif():
+    raw = support_images.animated_gif(((255, 0, 0), (0, 0, 255)))
+    pixels = np.asarray(_decode(images.normalize_image(raw).encoded)).astype(int)
+    assert np.abs(pixels - [255, 0, 0]).max() <= 8
+
+
+def test_normalize_puts_alpha_over_white_and_grayscale_to_rgb():
+    raw = _encode(Image.new("RGBA", (20, 10), (255, 0, 0, 0)), "PNG")  # fully transparent
+    assert np.asarray(_decode(images.normalize_image(raw).encoded)).min() >= 250
+    raw = _encode(Image.new("L", (20, 10), 90), "JPEG")
+    gray = np.asarray(_decode(images.normalize_image(raw).encoded))
+    assert gray.shape == (10, 20, 3) and np.abs(gray.astype(int) - 90).max() <= 2
+
+
+@pytest.mark.parametrize("size", [(20000, 20000), (7000, 7000)])
+def test_normalize_rejects_decompression_bombs_quickly_without_decoding(size):
+    raw = support_images.png_header_only(*size)
+    assert len(raw) < 100
+    started = time.perf_counter()
+    with pytest.raises(images.UnreadableImageError, match=r"too large: \d+ pixels is over the"):
+        images.normalize_image(raw)
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 200)])
+def test_normalize_rejects_images_too_small_to_learn_from(size):
+    raw = _encode(Image.new("RGB", size, (1, 2, 3)), "PNG")
+    with pytest.raises(images.UnreadableImageError, match=rf"too small \({size[0]}x{size[1]}\)"):
+        images.normalize_image(raw)
+    images.normalize_image(_encode(Image.new("RGB", (8, 8), (1, 2, 3)), "PNG"))  # 8x8 is fine
+
+
+def test_read_image_file_reports_unreadable_files(tmp_path, monkeypatch):
+    path = tmp_path / "locked.jpg"
+    path.write_bytes(b"x")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("builtins.open", denied)  # chmod 000 does not stop root
+    with pytest.raises(images.UnreadableImageError, match="cannot read file: Permission denied"):
+        images.read_image_file(str(path))
+
+
+def test_read_image_file_reports_a_symlink_to_itself(tmp_path):
+    os.symlink("self.jpg", tmp_path / "self.jpg")
+    with pytest.raises(images.UnreadableImageError, match="cannot read file: Too many levels"):
+        images.read_image_file(str(tmp_path / "self.jpg"))
+
+
+def test_scan_class_folder_recurses_and_lists_what_it_ignores(tmp_path):
+    root = support_images.make_bad_input_corpus(tmp_path / "photos")
+    scan = images.scan_class_folder(str(root), "ant")
+    assert "ant/nested/deeper/inner.jpg" in scan.images
+    assert "ant/sous dossier é/fleur d'été ü.jpg" in scan.images
+    assert {"ant/UPPER.JPG", "ant/UPPER2.JPEG", "ant/photo.webp", "ant/scan.TIFF"} <= set(
+        scan.images
+    )
+    assert scan.images == sorted(scan.images)
+    assert scan.ignored == [
+        {"file": "ant/.DS_Store", "reason": "hidden file"},
+        {"file": "ant/.hidden.jpg", "reason": "hidden file"},
+        {"file": "ant/Thumbs.db", "reason": "not an image file name (.db)"},
+        {"file": "ant/nested/loop", "reason": "symlink loop (folder already read)"},
+        {"file": "ant/notes.txt", "reason": "not an image file name (.txt)"},
+    ]
+
+
+def test_discover_classes_counts_nested_images_and_rejects_a_class_linking_back(tmp_path):
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "a" / "sub" / "x.jpg").write_bytes(b"x")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "y.png").write_bytes(b"x")
+    assert images.discover_classes(str(tmp_path)) == ("a", "b")
+    os.symlink(str(tmp_path), tmp_path / "loop")
+    with pytest.raises(images.DataDirError, match=r"loop is a symlink back to .*; remove the link"):
+        images.discover_classes(str(tmp_path))
+
+
+def test_which_split_uses_the_file_name_only_for_nested_files():
+    nested = images.which_split("ant/a/b/photo.jpg", 10, 10)
+    assert nested == images.which_split("photo.jpg", 10, 10)

@@ -112,3 +112,123 @@ def _draw_class_image(
     pixels = np.asarray(image, dtype=np.float32)
     pixels += rng.normal(0, 6, pixels.shape)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+# --- bad input: one file per way a photo folder goes wrong --------------------------------
+
+
+def encode_image(image: Image.Image, image_format: str, **options) -> bytes:
+    """``image`` saved as ``image_format`` (Pillow's name), as bytes."""
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width`` x ``height`` pixels (a decompression bomb).
+
+    Only the header and an empty IDAT are written: a reader that checks the size before
+    decoding rejects it at once; one that decodes first would allocate the pixels.
+    """
+    import struct
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+def sixteen_bit_png(value: int, size: tuple[int, int] = (32, 16)) -> bytes:
+    """A 16-bit grayscale PNG (Pillow mode I;16), every pixel ``value`` (0-65535)."""
+    pixels = np.full((size[1], size[0]), value, dtype=np.uint16)
+    return encode_image(Image.fromarray(pixels), "PNG")
+
+
+def animated_gif(colours=((255, 0, 0), (0, 0, 255)), size=(32, 16)) -> bytes:
+    """A GIF with one frame per colour."""
+    frames = [Image.new("RGB", size, colour) for colour in colours]
+    return encode_image(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+
+
+def exif_rotated_jpeg(size=(40, 20), orientation: int = 6) -> bytes:
+    """A JPEG stored ``size`` wide/high with an EXIF orientation tag (6: turn 90 degrees)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode_image(Image.new("RGB", size, (0, 200, 0)), "JPEG", exif=exif)
+
+
+def truncated_jpeg(size=(64, 64)) -> bytes:
+    raw = encode_image(Image.effect_noise(size, 50).convert("RGB"), "JPEG")
+    return raw[: len(raw) // 2]
+
+
+def names_in_different_splits(testing: int = 10, validation: int = 10) -> tuple[str, str]:
+    """Two file names that retrain.py's hash sends to different splits (for duplicate tests)."""
+    from components.image_example_gen.images import which_split
+
+    first = "dup_a.jpg"
+    for index in range(1000):
+        other = f"dup_b{index}.jpg"
+        if which_split(other, testing, validation) != which_split(first, testing, validation):
+            return first, other
+    raise AssertionError("no name pair in different splits")
+
+
+def make_bad_input_corpus(root: str | os.PathLike) -> Path:
+    """A two-class folder (``ant``, ``bee``; 4 good photos each) plus every bad-input case.
+
+    See docs/bad_input.md for the case list and what the converter does with each.
+    """
+    root = make_image_folder(root, {"ant": 4, "bee": 4})
+    ant, bee = root / "ant", root / "bee"
+    photo = Image.effect_noise((48, 32), 40).convert("RGB")
+    files = {
+        "empty.jpg": b"",
+        "truncated.jpg": truncated_jpeg(),
+        "png_named.jpg": encode_image(photo, "PNG"),
+        "animated.gif": animated_gif(),
+        "bitmap.bmp": encode_image(photo, "BMP"),
+        "photo.webp": encode_image(photo, "WEBP"),
+        "photo.tif": encode_image(photo, "TIFF"),
+        "scan.TIFF": encode_image(photo.transpose(Image.FLIP_TOP_BOTTOM), "TIFF"),
+        "cmyk.jpg": encode_image(Image.new("CMYK", (24, 16), (0, 255, 255, 0)), "JPEG"),
+        "gray.jpg": encode_image(Image.new("L", (24, 16), 90), "JPEG"),
+        "deep16.png": sixteen_bit_png(100 * 257),
+        "rgba.png": encode_image(Image.new("RGBA", (24, 16), (255, 0, 0, 255)), "PNG"),
+        "rotated.jpg": exif_rotated_jpeg(),
+        "bomb.png": png_header_only(20000, 20000),
+        "tiny.png": encode_image(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"),
+        "UPPER.JPG": encode_image(photo, "JPEG"),
+        "UPPER2.JPEG": encode_image(photo.rotate(90, expand=True), "JPEG"),
+        "notes.txt": b"no photo here",
+        ".DS_Store": b"\x00\x00\x00\x01Bud1",
+        "Thumbs.db": b"\xd0\xcf\x11\xe0",
+        ".hidden.jpg": encode_image(photo, "JPEG"),
+        "locked.jpg": encode_image(photo, "JPEG"),
+    }
+    for name, raw in files.items():
+        (ant / name).write_bytes(raw)
+    make_corrupt_file(ant / "random.jpg")
+    (ant / "locked.jpg").chmod(0)  # unreadable for a normal user; tests as root patch open
+    nested = ant / "nested" / "deeper"
+    nested.mkdir(parents=True)
+    (nested / "inner.jpg").write_bytes(encode_image(photo.transpose(Image.FLIP_LEFT_RIGHT), "JPEG"))
+    unicode_dir = ant / "sous dossier é"
+    unicode_dir.mkdir()
+    (unicode_dir / "fleur d'été ü.jpg").write_bytes(encode_image(photo.rotate(180), "JPEG"))
+    os.symlink("..", ant / "nested" / "loop")  # ant/nested/loop -> ant: a folder loop
+    os.symlink("selfloop.jpg", ant / "selfloop.jpg")  # a file link to itself
+    duplicate = encode_image(Image.effect_noise((40, 30), 60).convert("RGB"), "JPEG")
+    for name in names_in_different_splits():
+        (ant / name).write_bytes(duplicate)
+    conflict = encode_image(Image.effect_noise((36, 28), 70).convert("RGB"), "JPEG")
+    (ant / "conflict.jpg").write_bytes(conflict)
+    (bee / "conflict_copy.jpg").write_bytes(conflict)
+    return root
