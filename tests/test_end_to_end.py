@@ -179,3 +179,21 @@ def test_inspect_without_a_store_is_one_line_and_exit_2(tmp_path, capsys):
     assert captured.out == ""
     (line,) = captured.err.splitlines()
     assert str(tmp_path / "none" / "metadata.db") in line and "runner_local.py" in line
+
+
+def test_a_worse_model_is_not_blessed_and_the_pushed_model_stays(first_run):
+    """Runs last: a retrain that is worse than the blessed model must not be pushed."""
+    root, flags, _ = first_run
+    serving = root / "out" / "serving_model"
+    versions_before = sorted(path.name for path in serving.iterdir())
+    # A head trained one epoch at a vanishing learning rate: near chance on 3 classes. With
+    # --min-accuracy 0 only the "not worse than the last blessed model" threshold can refuse it.
+    worse = [flag for flag in flags if not flag.startswith(
+        ("--epochs", "--learning-rate", "--fine-tune-epochs", "--min-accuracy"))]
+    worse += ["--epochs=1", "--learning-rate=1e-9", "--fine-tune-epochs=0", "--min-accuracy=0"]
+    completed = _run(worse)
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    assert "pushed model   none: the model was not blessed" in completed.stdout
+    states = _component_states(root / "out")
+    assert states["Trainer"] == "COMPLETE" and states["Evaluator"] == "COMPLETE"
+    assert sorted(path.name for path in serving.iterdir()) == versions_before
