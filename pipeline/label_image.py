@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMAGE",
         help=(
             "image file or folder; folders are searched recursively for "
-            ".jpg/.jpeg/.png/.gif/.bmp files (any case), skipping hidden files"
+            ".jpg/.jpeg/.png/.gif/.bmp/.webp/.tif/.tiff files (any case), skipping hidden files"
         ),
     )
     parser.add_argument(

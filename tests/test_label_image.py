@@ -180,7 +180,7 @@ def test_main_skips_only_the_undecodable_file(model_base, photos_with_bad_file, 
     assert label_image.main(argv) == 1
     out, err = capsys.readouterr()
     assert err.splitlines() == [
-        f"label_image: skipped {broken}: not a decodable JPEG/PNG/GIF/BMP image"
+        f"label_image: skipped {broken}: not a decodable JPEG/PNG/GIF/BMP/WebP/TIFF image"
     ]
     records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == 4
@@ -230,7 +230,7 @@ def test_script_runs_as_subprocess(model_base, photos_with_bad_file):
     # Exactly one line: no TensorFlow log noise, no warnings, no traceback.
     assert result.stderr.splitlines() == [
         f"label_image: skipped {photos_with_bad_file / 'nested' / 'broken.jpg'}: "
-        "not a decodable JPEG/PNG/GIF/BMP image"
+        "not a decodable JPEG/PNG/GIF/BMP/WebP/TIFF image"
     ]
 
 

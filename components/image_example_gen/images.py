@@ -21,7 +21,7 @@ MAX_IMAGE_PIXELS = 40_000_000
 # A photo smaller than this on either side carries nothing to learn from.
 MIN_IMAGE_SIDE = 8
 JPEG_QUALITY = 95
-NOT_AN_IMAGE = "not a decodable JPEG/PNG/GIF/BMP image"
+NOT_AN_IMAGE = "not a decodable JPEG/PNG/GIF/BMP/WebP/TIFF image"
 
 
 class DataDirError(ValueError):

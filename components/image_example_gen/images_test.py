@@ -138,7 +138,7 @@ def test_normalize_applies_exif_rotation():
     "raw,reason",
     [
         (b"", "empty file"),
-        (b"\x00\x01garbage" * 20, "not a decodable JPEG/PNG/GIF/BMP image"),
+        (b"\x00\x01garbage" * 20, "not a decodable JPEG/PNG/GIF/BMP/WebP/TIFF image"),
     ],
 )
 def test_normalize_rejects_unreadable_bytes(raw, reason):
