@@ -208,19 +208,18 @@ def classify_paths(
     """
     import tensorflow as tf
 
-    from components.image_example_gen.images import UnreadableImageError, normalize_image
+    from components.image_example_gen.images import (
+        UnreadableImageError,
+        normalize_image,
+        read_image_file,
+    )
 
     readable: list[tuple[Path, bytes]] = []
     for path in paths:
         try:
-            raw = path.read_bytes()
-        except OSError as error:
-            yield Skipped(path, f"cannot read file: {error.strerror or error}")
-            continue
-        try:
-            # The same decoding as the pipeline's ImageExampleGen: EXIF rotation applied,
-            # CMYK, grayscale and alpha made RGB, which TensorFlow's decoders do not do.
-            readable.append((path, normalize_image(raw).encoded))
+            # The same reading and decoding as the pipeline's ImageExampleGen: EXIF rotation
+            # applied, CMYK, grayscale and alpha made RGB, which TensorFlow's decoders do not do.
+            readable.append((path, normalize_image(read_image_file(str(path))).encoded))
         except UnreadableImageError as error:
             yield Skipped(path, str(error))
     if not readable:

@@ -89,13 +89,10 @@ class _ImageToExampleFn(beam.DoFn):
         try:
             raw = images.read_image_file(os.path.join(self._data_dir, relative_path))
             image = images.normalize_image(raw)
-        except (OSError, images.UnreadableImageError) as error:
+        except images.UnreadableImageError as error:  # read_image_file turns OSError into it
             self._skipped.inc()
-            reason = (
-                f"cannot read file: {error.strerror}" if isinstance(error, OSError) else str(error)
-            )
             yield beam.pvalue.TaggedOutput(
-                self.SKIPPED, json.dumps({"file": relative_path, "reason": reason})
+                self.SKIPPED, json.dumps({"file": relative_path, "reason": str(error)})
             )
             return
         self._converted.inc()
