@@ -12,12 +12,15 @@ from pipeline import cli  # noqa: E402
 def run(config, args=None) -> None:
     from tfx import v1 as tfx
 
-    from pipeline import results
+    from pipeline import results, run_lock
     from pipeline.pipeline import create_pipeline
 
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
-    print(results.summarize(config))
+    with run_lock.hold(config.pipeline_root):
+        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path
+        )
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+        print(results.summarize(config))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
    the best validation loss (the head alone included) are kept.
 
 The exported SavedModel takes raw encoded image bytes (`serving_default`) or serialized raw
-tf.Examples (`serving_examples`, for TFMA) and returns class names and scores.
+tf.Examples (`serving_examples`, for TFMA) and returns class names and scores. Float and int8
+TFLite copies go to `tflite/` beside it (components/tflite_export.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tensorflow_hub as hub  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 import tf_keras  # noqa: E402
 
-from components import transform_module  # noqa: E402
+from components import tflite_export, training_summaries, transform_module  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.config import TrainingConfig  # noqa: E402
 
@@ -129,11 +130,13 @@ class KeepBestWeights(tf_keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def _callbacks(log_dir: str, patience: int, initial_loss: float = float("inf")) -> list:
+def _callbacks(log_dir: str, patience: int, initial_loss: float = float("inf"),
+               confusion_matrix: training_summaries.ConfusionMatrixSummary | None = None) -> list:
     return [
         tf_keras.callbacks.TensorBoard(
             log_dir=log_dir, update_freq="epoch", write_graph=False, profile_batch=0
         ),
+        *([confusion_matrix] if confusion_matrix else []),
         tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
         KeepBestWeights(initial_loss),
     ]
@@ -164,7 +167,14 @@ def train_head(transfer: TransferModel, settings: TrainingConfig, train_ds, eval
         batch_size=settings.train_batch_size,
         epochs=settings.epochs,
         validation_data=(eval_features, eval_labels),
-        callbacks=_callbacks(log_dir, settings.early_stopping_patience),
+        callbacks=_callbacks(
+            log_dir, settings.early_stopping_patience,
+            # On the cached eval features: milliseconds per epoch.
+            confusion_matrix=training_summaries.ConfusionMatrixSummary(
+                log_dir, settings.class_names,
+                lambda head: (eval_labels, head(eval_features, training=False).numpy()),
+            ),
+        ),
         verbose=2,
     )
     return len(history.epoch)
@@ -184,7 +194,14 @@ def fine_tune(transfer: TransferModel, settings: TrainingConfig, train_ds, eval_
         epochs=initial_epoch + settings.fine_tune_epochs,
         initial_epoch=initial_epoch,
         validation_data=eval_ds,
-        callbacks=_callbacks(log_dir, settings.early_stopping_patience, initial_loss),
+        callbacks=_callbacks(
+            log_dir, settings.early_stopping_patience, initial_loss,
+            # One extra forward pass over the eval images per epoch.
+            confusion_matrix=training_summaries.ConfusionMatrixSummary(
+                log_dir, settings.class_names,
+                lambda model: extract_features(model, eval_ds)[::-1],
+            ),
+        ),
         verbose=2,
     )
 
@@ -241,6 +258,10 @@ def run_fn(fn_args) -> None:
                             settings.train_batch_size, shuffle=shuffle, seed=settings.seed)
 
     train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
+    # Its own shuffled dataset, so that training's shuffle order stays as without the samples.
+    training_summaries.log_sample_images(
+        fn_args.model_run_dir, dataset(fn_args.train_files, True), settings.class_names
+    )
     transfer = TransferModel(settings)
     head_epochs = 0
     if settings.epochs > 0:
@@ -248,3 +269,8 @@ def run_fn(fn_args) -> None:
     if settings.fine_tune_epochs > 0:
         fine_tune(transfer, settings, train_ds, eval_ds, fn_args.model_run_dir, head_epochs)
     export_model(transfer.model, tf_transform_output, settings, fn_args.serving_model_dir)
+    # Beside the SavedModel, so the Pusher (which copies the whole folder) pushes them too.
+    tflite_export.write_tflite_models(
+        transfer.model, settings.image_size, settings.class_names,
+        tflite_export.calibration_images(train_ds), fn_args.serving_model_dir,
+    )

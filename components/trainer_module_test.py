@@ -9,27 +9,18 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
-import tensorflow_transform.beam as tft_beam  # noqa: E402
 import tf_keras  # noqa: E402
 from PIL import Image  # noqa: E402
-from tensorflow_transform.tf_metadata import (  # noqa: E402
-    dataset_metadata,
-    metadata_io,
-    schema_utils,
-)
 from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 
-from components import trainer_module, transform_module  # noqa: E402
+from components import trainer_module  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.config import TrainingConfig  # noqa: E402
 from tests.support import make_random_hub_mobilenet  # noqa: E402
+from tests.support.transformed import make_transformed_data, raw_row  # noqa: E402
 
 IMAGE_SIZE = 96
 CLASSES = ("blue", "red")
-RAW_SPEC = {
-    config_lib.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-    config_lib.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
-}
 
 
 def _photo(label: int, seed: int) -> bytes:
@@ -41,39 +32,12 @@ def _photo(label: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def _write_transformed(path, rows, tf_transform_output):
-    """Writes transformed tf.Examples as Transform would (GZIP TFRecords)."""
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        for row in rows:
-            example = tf.train.Example()
-            image = row[config_lib.TRANSFORMED_IMAGE_KEY]
-            example.features.feature[config_lib.TRANSFORMED_IMAGE_KEY].bytes_list.value.append(image)
-            label = int(row[config_lib.TRANSFORMED_LABEL_KEY])
-            example.features.feature[config_lib.TRANSFORMED_LABEL_KEY].int64_list.value.append(label)
-            writer.write(example.SerializeToString())
-
-
 @pytest.fixture(scope="module")
 def transformed(tmp_path_factory):
     """A real Transform graph and transformed train/eval files for 24 photos of 2 classes."""
     root = tmp_path_factory.mktemp("transform")
-    raw = [
-        {config_lib.IMAGE_KEY: [_photo(i % 2, i)], config_lib.LABEL_KEY: [i % 2]}
-        for i in range(24)
-    ]
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    with tft_beam.Context(temp_dir=str(root / "tmp")):
-        (rows, _), transform_fn = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: transform_module.preprocessing_fn(inputs, {"image_size": IMAGE_SIZE}),
-            output_record_batches=False,
-        )
-        _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform_graph"))
-    # TFX's Transform also records the raw schema; serving reads the image spec from it.
-    metadata_io.write_metadata(metadata, str(root / "transform_graph" / "metadata"))
-    output = tft.TFTransformOutput(str(root / "transform_graph"))
-    _write_transformed(root / "train.gz", rows[:16], output)
-    _write_transformed(root / "eval.gz", rows[16:], output)
-    return root
+    raw = [raw_row(_photo(i % 2, i), i % 2) for i in range(24)]
+    return make_transformed_data(root, raw, IMAGE_SIZE, num_train=16)
 
 
 @pytest.fixture(scope="module")

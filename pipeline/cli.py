@@ -46,6 +46,9 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                       help="percentage of photos held out for the final test split")
     data.add_argument("--validation-percentage", type=int, default=10,
                       help="percentage of photos used to validate and select models")
+    data.add_argument("--max-class-imbalance", type=float, default=3.0,
+                      help="warn when the largest class has more than this many times the "
+                      "photos of the smallest")
     data.add_argument("--class-names", default="",
                       help="comma-separated class folder names; empty lists --data-dir's "
                       "subfolders")
@@ -60,7 +63,8 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                        help="TF Hub handle or local SavedModel of an image feature vector; "
                        "empty uses the TF Hub handle of --architecture")
     model.add_argument("--image-size", type=int, default=0,
-                       help="input resolution of the module; 0 takes it from --architecture")
+                       help="input resolution of the module; 0 takes it from the module's "
+                       "signature, else from --architecture")
     training = parser.add_argument_group("training")
     training.add_argument("--learning-rate", type=float, default=0.001,
                           help="learning rate of the new softmax head (phase 1)")
@@ -182,6 +186,51 @@ def resolve_model_handle(handle: str, cache_dir: str) -> str:
         ) from None
 
 
+def module_image_size(model_path: str) -> int | None:
+    """The square input resolution a local image module's signatures fix, or None when any
+    size works or the SavedModel does not say (e.g. no serving signature)."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    path = os.path.join(model_path, "saved_model.pb")
+    try:
+        with open(path, "rb") as proto_file:
+            saved_model.ParseFromString(proto_file.read())
+    except DecodeError:
+        raise CliError(
+            f"--model-handle {model_path}: {path} is not a SavedModel; pass a TF Hub handle or "
+            "a SavedModel folder of an image feature vector"
+        ) from None
+    for meta_graph in saved_model.meta_graphs:
+        for signature in meta_graph.signature_def.values():
+            for tensor in signature.inputs.values():
+                dims = [dim.size for dim in tensor.tensor_shape.dim]
+                if len(dims) == 4 and dims[1] > 0 and dims[1] == dims[2]:
+                    return dims[1]
+    return None
+
+
+def choose_image_size(flag: int, architecture_size: int, module_size: int | None,
+                      model_path: str, handle_given: bool) -> int:
+    """--image-size if set (it must fit the module), else the module's, else the architecture's."""
+    if flag and module_size and flag != module_size:
+        raise CliError(
+            f"--image-size {flag} does not match the module {model_path}, which takes "
+            f"{module_size}x{module_size} images; pass --image-size {module_size} or leave it out"
+        )
+    if flag:
+        return flag
+    if module_size and handle_given:
+        return module_size
+    if module_size and module_size != architecture_size:
+        raise CliError(
+            f"--architecture takes {architecture_size}x{architecture_size} images but its module "
+            f"{model_path} takes {module_size}x{module_size}; pass --image-size {module_size}"
+        )
+    return architecture_size
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
@@ -227,10 +276,14 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
     if local:
         data_dir = args.data_dir or download_flower_photos(args.cache_dir)
         model_path = resolve_model_handle(handle, args.cache_dir)
+        module_size = module_image_size(model_path)
     else:
         if not args.data_dir:
             raise CliError("--data-dir is required: the folder (or gs:// URI) the pipeline reads")
-        data_dir, model_path = args.data_dir, handle
+        data_dir, model_path, module_size = args.data_dir, handle, None
+    image_size = choose_image_size(
+        args.image_size, architecture_size, module_size, model_path, bool(args.model_handle)
+    )
     if args.class_names:
         class_names = tuple(sorted(name.strip() for name in args.class_names.split(",")))
         if local:
@@ -249,10 +302,11 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
             class_names=class_names,
             testing_percentage=args.testing_percentage,
             validation_percentage=args.validation_percentage,
+            max_class_imbalance=args.max_class_imbalance,
         ),
         training=config_lib.TrainingConfig(
             model_handle=model_path,
-            image_size=args.image_size or architecture_size,
+            image_size=image_size,
             class_names=class_names,
             learning_rate=args.learning_rate,
             epochs=args.epochs,
@@ -299,12 +353,15 @@ def main(
     args = parser.parse_args(argv)
     logs.configure_progress_logging(verbose=args.verbose)
     from components.image_example_gen import images
+    from pipeline import run_lock
 
     started = time.time()
     try:
         config = config_from_args(args, local=local)
         run_pipeline(config, args)
-    except (CliError, config_lib.ConfigError, images.DataDirError) as error:
+    except (
+        CliError, config_lib.ConfigError, images.DataDirError, run_lock.RunLockedError
+    ) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -167,3 +167,30 @@ def test_remote_runners_take_data_and_handle_as_given(tmp_path):
     assert config.data.data_dir == "gs://bucket/photos"
     assert config.pipeline_root == "gs://bucket/r"
     assert config.training.model_handle.startswith("https://tfhub.dev/")
+
+
+def test_the_resolution_comes_from_the_module_and_a_mismatch_is_one_line(tmp_path, capsys):
+    from tests.support import make_random_hub_mobilenet
+
+    photos = make_image_folder(tmp_path / "photos", {"a": 2, "b": 2})
+    module = make_random_hub_mobilenet(tmp_path / "hub128", alpha=0.25, resolution=128)
+    assert cli.module_image_size(str(module)) == 128
+    calls = []
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={module}"], calls) == 0
+    assert calls[0].training.image_size == 128  # not the default architecture's 224
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={module}", "--image-size=224"],
+                     calls) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"retrain: error: --image-size 224 does not match the module {module}, which "
+                    "takes 128x128 images; pass --image-size 128 or leave it out")
+
+
+def test_the_shared_module_takes_224_and_a_corrupt_one_is_one_line(tmp_path, shared_mobilenet,
+                                                                  capsys):
+    assert cli.module_image_size(shared_mobilenet) == 224
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "saved_model.pb").write_bytes(b"\x0bnot a protocol buffer")
+    photos = make_image_folder(tmp_path / "photos", {"a": 2, "b": 2})
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={tmp_path / 'bad'}"], []) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "saved_model.pb is not a SavedModel" in line

@@ -65,8 +65,14 @@ class DataConfig:
     class_names: tuple[str, ...]
     testing_percentage: int = 10
     validation_percentage: int = 10
+    # Largest / smallest class above which the run warns (and training weights the classes).
+    max_class_imbalance: float = 3.0
 
     def __post_init__(self):
+        if self.max_class_imbalance < 1:
+            raise ConfigError(
+                f"--max-class-imbalance must be at least 1, got {self.max_class_imbalance}"
+            )
         if len(self.class_names) < 2:
             raise ConfigError(f"need at least two classes, got {list(self.class_names)}")
         for flag, value in (

@@ -3,11 +3,18 @@
 The command-line counterpart of the "TensorFlow for Poets" codelab's
 ``label_image.py``: point it at a pushed model and some photos and it prints
 the most likely labels for each photo.
+
+The model is a SavedModel (its ``serving_default`` signature takes encoded photos) or one of
+the TFLite files the Trainer writes beside it (``tflite/model_float.tflite`` or
+``model_int8.tflite``, class names in the ``labels.txt`` beside them). A TFLite model takes
+pixels, so for it the photos are preprocessed here with the Transform's and the Trainer's own
+functions, exactly as in training.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -36,6 +43,14 @@ UNDECODABLE_REASON = NOT_AN_IMAGE
 EXIT_OK = 0
 EXIT_SKIPPED = 1
 EXIT_USAGE = 2
+
+TFLITE_SUFFIX = ".tflite"
+TFLITE_LABELS_FILE = "labels.txt"  # beside the .tflite file, as the Trainer writes it
+TFLITE_INPUT_DTYPES = ("float32", "int8", "uint8")
+# One interpreter thread unless asked: with more, every op waits for all of its threads, and on
+# a machine where another process holds a core one photo took up to 9x longer than with one
+# thread (BENCHMARKS.md); a batch with one thread was as fast as with two there.
+DEFAULT_TFLITE_THREADS = 1
 
 # Takes a batch of encoded image bytes; returns (scores [N, C], class names [C]).
 Classifier = Callable[[list[bytes]], tuple[list[list[float]], list[str]]]
@@ -120,6 +135,52 @@ def resolve_model_dir(model_path: str | os.PathLike) -> Path:
     return max(versions, key=lambda child: int(child.name))
 
 
+def is_tflite_path(model_path: str | os.PathLike) -> bool:
+    return Path(model_path).suffix.lower() == TFLITE_SUFFIX
+
+
+def resolve_tflite_model(model_path: str | os.PathLike) -> Path:
+    path = Path(model_path)
+    if not path.exists():
+        raise UsageError(f"model path does not exist: {model_path}")
+    if not path.is_file():
+        raise UsageError(f"TFLite model is not a file: {model_path}")
+    return path
+
+
+def read_tflite_labels(model_path: Path) -> list[str]:
+    """The class names in the labels.txt beside a .tflite file, one a line, in score order."""
+    labels_path = model_path.parent / TFLITE_LABELS_FILE
+    if not labels_path.is_file():
+        raise UsageError(
+            f"no {TFLITE_LABELS_FILE} beside {model_path}: a TFLite model needs its class "
+            f"names, one a line, in {labels_path}"
+        )
+    try:
+        names = [line.strip() for line in labels_path.read_text("utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {labels_path}: {error}") from None
+    names = [name for name in names if name]
+    if not names:
+        raise UsageError(f"{labels_path} lists no class names")
+    return names
+
+
+def quantize(values, scale: float, zero_point: int, dtype):
+    """Floats to a quantized tensor's integers, as TFLite defines them: value / scale + zero
+    point, rounded and saturated to the integer type."""
+    import numpy as np
+
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(values / scale) + zero_point, limits.min, limits.max).astype(dtype)
+
+
+def dequantize(values, scale: float, zero_point: int):
+    import numpy as np
+
+    return (np.asarray(values, dtype=np.float32) - zero_point) * np.float32(scale)
+
+
 def top_k_predictions(scores: Sequence[float], classes: Sequence[str], k: int) -> list[Prediction]:
     """The ``k`` best (label, score) pairs, best first; ``k`` is capped at the class count."""
     ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
@@ -194,6 +255,156 @@ def load_classifier(model_dir: Path) -> Classifier:
         # Every row of `classes` is the same list of names, so the first row suffices.
         classes = [name.decode("utf-8") for name in outputs[CLASSES_KEY].numpy()[0]]
         return scores, classes
+
+    return classify
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Discards what C++ code writes straight to file descriptor 2 meanwhile.
+
+    TFLite's runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." there on
+    the first allocation, which no logging setting reaches; its real errors still arrive as
+    Python exceptions.
+    """
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def training_pixels_function(image_size: int):
+    """Encoded photos [N] -> float32 pixels [N, size, size, 3] in [0, 1], as in training.
+
+    The Transform's resize_to_jpeg (decode, resize, re-encode as a quality-95 JPEG), then the
+    Trainer's decode_transformed_image: the same functions, so a TFLite model sees exactly the
+    pixels the SavedModel's signature (which runs the Transform graph) gives its network.
+    One tf.function with a fixed signature: traced once, not on every call.
+    """
+    import tensorflow as tf
+
+    from components import transform_module
+
+    pixel_spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def pixels(encoded_images):
+        resized = transform_module.resize_to_jpeg(encoded_images, image_size)
+        return tf.map_fn(
+            lambda jpeg: transform_module.decode_transformed_image(jpeg, image_size),
+            resized,
+            fn_output_signature=pixel_spec,
+        )
+
+    return pixels
+
+
+class TfliteScorer:
+    """Runs a TFLite classifier on float pixels, whatever its input and output types.
+
+    A quantized (int8/uint8) input or output is converted with its own scale and zero point.
+    The input tensor is resized only when the batch size changes, since every resize means
+    allocating the tensors again.
+    """
+
+    def __init__(self, interpreter):
+        self.interpreter = interpreter
+        (self.input,) = interpreter.get_input_details()
+        (self.output,) = interpreter.get_output_details()
+        self.batch_size = None
+
+    @property
+    def image_size(self) -> int:
+        return int(self.input["shape"][1])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.output["shape"][-1])
+
+    def __call__(self, pixels):
+        """Scores [N, classes] float32 of pixels [N, size, size, 3] float32 in [0, 1]."""
+        if len(pixels) != self.batch_size:
+            shape = [len(pixels), *self.input["shape"][1:]]
+            self.interpreter.resize_tensor_input(self.input["index"], shape)
+            with native_stderr_silenced():
+                self.interpreter.allocate_tensors()
+            self.batch_size = len(pixels)
+        values = pixels
+        if self.input["dtype"].__name__ != "float32":
+            scale, zero_point = self.input["quantization"]
+            values = quantize(pixels, scale, zero_point, self.input["dtype"])
+        self.interpreter.set_tensor(self.input["index"], values)
+        self.interpreter.invoke()
+        scores = self.interpreter.get_tensor(self.output["index"])
+        if self.output["dtype"].__name__ != "float32":
+            scores = dequantize(scores, *self.output["quantization"])
+        return scores
+
+
+def check_tflite_signature(scorer: TfliteScorer, model_path: Path, num_labels: int) -> None:
+    """One image input [1, size, size, 3] and one scores output [1, classes], as exported."""
+    source, target = scorer.input, scorer.output
+    shape, dtype = list(source["shape"]), source["dtype"].__name__
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or dtype not in TFLITE_INPUT_DTYPES:
+        raise UsageError(
+            f"model {model_path} does not take images [batch, size, size, 3] of "
+            f"{'/'.join(TFLITE_INPUT_DTYPES)}: its input is {dtype} {shape}"
+        )
+    if dtype != "float32" and source["quantization"][0] == 0:
+        raise UsageError(f"model {model_path} has a {dtype} input without a quantization scale")
+    if len(target["shape"]) != 2 or scorer.num_classes != num_labels:
+        raise UsageError(
+            f"model {model_path} returns {list(target['shape'])} scores but "
+            f"{model_path.parent / TFLITE_LABELS_FILE} lists {num_labels} class names"
+        )
+
+
+def load_tflite_classifier(model_path: Path, num_threads: int | None = None) -> Classifier:
+    """A classifier of encoded photos from a .tflite file and the labels.txt beside it.
+
+    ``num_threads``: the interpreter's threads (see DEFAULT_TFLITE_THREADS).
+    """
+    class_names = read_tflite_labels(model_path)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core")
+    import numpy as np
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    try:
+        interpreter = tf.lite.Interpreter(
+            model_path=str(model_path), num_threads=num_threads or DEFAULT_TFLITE_THREADS
+        )
+    except (ValueError, RuntimeError) as error:  # Not a flatbuffer, or a broken one.
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UsageError(f"cannot load TFLite model from {model_path}: {first_line}") from None
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UsageError(
+            f"model {model_path} has {len(inputs)} inputs and {len(outputs)} outputs, "
+            "not one image input and one scores output"
+        )
+    scorer = TfliteScorer(interpreter)
+    check_tflite_signature(scorer, model_path, len(class_names))
+    try:
+        scorer(np.zeros([1, scorer.image_size, scorer.image_size, 3], np.float32))
+    except (ValueError, RuntimeError) as error:  # Parses, but cannot be allocated or run.
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UsageError(f"cannot run TFLite model {model_path}: {first_line}") from None
+    pixels = training_pixels_function(scorer.image_size)
+
+    def classify(encoded_images: list[bytes]) -> tuple[list[list[float]], list[str]]:
+        batch = pixels(tf.constant(encoded_images, dtype=tf.string)).numpy()
+        try:
+            scores = scorer(batch)
+        except RuntimeError as error:
+            # As a TensorFlow error, so classify_paths reports it like a SavedModel's.
+            raise tf.errors.InternalError(None, None, f"TFLite: {error}") from None
+        return scores.tolist(), class_names
 
     return classify
 
@@ -292,7 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=(
             "pushed model base directory (the highest numbered version subdirectory "
-            "holding a saved_model.pb is used) or a SavedModel directory itself; required"
+            "holding a saved_model.pb is used), a SavedModel directory itself, or a .tflite "
+            "file with its class names in the labels.txt beside it (as in a pushed version's "
+            "tflite/ folder); required"
         ),
     )
     parser.add_argument(
@@ -313,6 +526,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="images sent to the model per call (default: %(default)s)",
     )
     parser.add_argument(
+        "--num-threads",
+        type=positive_int,
+        metavar="N",
+        help=(
+            "threads of the TFLite interpreter (.tflite models only; default: "
+            f"{DEFAULT_TFLITE_THREADS}: more are faster on an idle machine, much slower when "
+            "other processes keep the CPUs busy)"
+        ),
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help=(
@@ -330,7 +553,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         image_paths = collect_image_paths(args.images)
         if not image_paths:
             raise UsageError("no images found in: " + ", ".join(args.images))
-        classify = load_classifier(resolve_model_dir(args.model))
+        if is_tflite_path(args.model):
+            classify = load_tflite_classifier(resolve_tflite_model(args.model), args.num_threads)
+        else:
+            classify = load_classifier(resolve_model_dir(args.model))
     except UsageError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_USAGE

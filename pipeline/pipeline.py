@@ -1,8 +1,9 @@
 """`create_pipeline(config)`: the tfx-poets pipeline, with no I/O and no orchestrator.
 
 ImageExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema) -> ExampleValidator
--> Transform (resize) -> Trainer (MobileNet) -> Evaluator (blessing) -> Pusher
-(+ an Evaluator on the held-out test split, which only records metrics).
+-> Transform (resize) -> Trainer (MobileNet) -> Evaluator (blessing) -> Pusher (atomic)
+(+ an Evaluator on the held-out test split, which only records metrics,
+ and a RunReport: one HTML page of the run's data, training and test results).
 The runners (runner_local.py, ...) bind paths and an orchestrator to what this returns.
 """
 
@@ -14,8 +15,10 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
 
+from components.atomic_pusher.component import AtomicPusher
 from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.images import EVAL, TEST, TRAIN
+from components.run_report.component import RunReport
 from pipeline import config as config_lib
 from pipeline import results
 from pipeline.config import PipelineConfig
@@ -86,6 +89,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         class_names=config.data.class_names,
         testing_percentage=config.data.testing_percentage,
         validation_percentage=config.data.validation_percentage,
+        max_class_imbalance=config.data.max_class_imbalance,
         code_fingerprint=config.code_fingerprint,
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -128,7 +132,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
             config_lib.LABEL_KEY, config.evaluation.min_accuracy, config_lib.LABEL_NAME_KEY
         ),
     )
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
@@ -136,7 +140,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
                 base_directory=config.serving_model_dir
             )
         ),
-    )
+    ).with_id("Pusher")
     components = {
         node.id: node
         for node in (
@@ -152,6 +156,21 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
             eval_config=make_eval_config(config_lib.LABEL_KEY, None, config_lib.LABEL_NAME_KEY),
         ).with_id(results.TEST_EVALUATOR_ID)
         components[test_evaluator.id] = test_evaluator
+    # The report classifies the test split itself (for its misclassified photos), so it needs
+    # no TestEvaluator; without a test split it reports on the eval split and says so.
+    run_report = RunReport(
+        examples=example_gen.outputs["examples"],
+        statistics=statistics_gen.outputs["statistics"],
+        model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"],
+        evaluation=(
+            components[results.TEST_EVALUATOR_ID].outputs["evaluation"]
+            if results.TEST_EVALUATOR_ID in components else None
+        ),
+        split=TEST if config.data.testing_percentage > 0 else EVAL,
+        code_fingerprint=config.code_fingerprint,
+    ).with_id(results.RUN_REPORT_ID)
+    components[run_report.id] = run_report
     for factory_name in config.extra_components:
         for node in _load_factory(factory_name)(config, dict(components)):
             components[node.id] = node

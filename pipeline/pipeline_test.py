@@ -34,12 +34,14 @@ def test_pipeline_has_every_component_wired_in_order():
     assert set(ids) == {
         "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
         "Trainer", "latest_blessed_model_resolver", "Evaluator", "TestEvaluator", "Pusher",
+        "RunReport",
     }
     upstream = {c.id: {u.id for u in c.upstream_nodes} for c in pipeline.components}
     assert upstream["Transform"] == {"ImageExampleGen", "ImportSchemaGen"}
     assert upstream["Trainer"] == {"Transform", "ImportSchemaGen"}
     assert upstream["Evaluator"] == {"ImageExampleGen", "Trainer", "latest_blessed_model_resolver"}
     assert upstream["Pusher"] == {"Trainer", "Evaluator"}
+    assert upstream["RunReport"] == {"ImageExampleGen", "StatisticsGen", "Trainer", "TestEvaluator"}
     assert pipeline.enable_cache is True
     assert pipeline.pipeline_info.pipeline_root == "/nonexistent/root/artifacts"
 
@@ -104,4 +106,13 @@ def test_test_evaluator_can_be_turned_off_and_plugins_added():
         )
     )
     assert "TestEvaluator" not in components
+    # The report then classifies the test split itself.
+    assert components["RunReport"].exec_properties["split"] == "test"
+    assert "evaluation" not in components["RunReport"].inputs
     assert "ExtraStatisticsGen" in components
+
+
+def test_run_report_uses_the_eval_split_when_there_is_no_test_split():
+    data = config_lib.DataConfig("/nonexistent/photos", ("a", "b", "c"), testing_percentage=0)
+    components = create_components(_config(data=data))
+    assert components["RunReport"].exec_properties["split"] == "eval"

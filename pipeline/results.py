@@ -8,7 +8,7 @@ from pipeline.config import PipelineConfig
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 TEST_EVALUATOR_ID = "TestEvaluator"
-_TEST_EVALUATOR_DIR = f"/{TEST_EVALUATOR_ID}/"
+RUN_REPORT_ID = "RunReport"
 
 
 @dataclasses.dataclass
@@ -21,6 +21,7 @@ class RunResults:
     eval_accuracy_per_class: dict[str, float] = dataclasses.field(default_factory=dict)
     tensorboard_dir: str = ""
     conversion_report: str = ""
+    run_report: str = ""  # report.html of the RunReport component
     # (component id, state, seconds) in start order.
     component_times: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
 
@@ -75,10 +76,13 @@ def latest_run_results(config: PipelineConfig) -> RunResults:
     type_names = {
         artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()
     }
-    for artifact in store.get_artifacts_by_context(latest.id):
+    artifacts = store.get_artifacts_by_context(latest.id)
+    producers = artifact_producers(store, [artifact.id for artifact in artifacts])
+    for artifact in artifacts:
         type_name = type_names.get(artifact.type_id)
         properties = artifact.custom_properties
-        if type_name == "ModelBlessing" and _TEST_EVALUATOR_DIR not in artifact.uri:
+        from_test_evaluator = producers.get(artifact.id) == TEST_EVALUATOR_ID
+        if type_name == "ModelBlessing" and not from_test_evaluator:
             results.blessed = (
                 properties["blessed"].int_value == 1 if "blessed" in properties else None
             )
@@ -90,15 +94,40 @@ def latest_run_results(config: PipelineConfig) -> RunResults:
             results.pushed_model_dir = properties["pushed_destination"].string_value
         elif type_name == "ModelEvaluation":
             overall, per_class = overall_and_per_class_accuracy(artifact.uri)
-            if _TEST_EVALUATOR_DIR in artifact.uri:
+            if from_test_evaluator:
                 results.test_accuracy = overall
             else:
                 results.eval_accuracy, results.eval_accuracy_per_class = overall, per_class
         elif type_name == "ModelRun":
             results.tensorboard_dir = artifact.uri
-        elif type_name == "Examples" and "/ImageExampleGen/" in artifact.uri:
+        elif type_name == "Examples" and producers.get(artifact.id) == "ImageExampleGen":
             results.conversion_report = f"{artifact.uri}/conversion_report.json"
+    results.run_report = run_report_path(store, latest.id)
     return results
+
+
+def artifact_producers(store, artifact_ids) -> dict[int, str]:
+    """{artifact id: id of the component whose execution output it}."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    node_of_execution = execution_node_ids(store)
+    return {
+        event.artifact_id: node_of_execution.get(event.execution_id, "")
+        for event in store.get_events_by_artifact_ids(list(artifact_ids))
+        if event.type == metadata_store_pb2.Event.OUTPUT
+    }
+
+
+def run_report_path(store, run_context_id: int) -> str:
+    """The report.html of a run, from the artifact its RunReport component output ("" if the
+    run has none)."""
+    artifacts = store.get_artifacts_by_context(run_context_id)
+    producers = artifact_producers(store, [artifact.id for artifact in artifacts])
+    for artifact in artifacts:
+        if producers.get(artifact.id) == RUN_REPORT_ID:
+            path = artifact.custom_properties.get("report_html")
+            return path.string_value if path else f"{artifact.uri}/report.html"
+    return ""
 
 
 def execution_node_ids(store) -> dict[int, str]:
@@ -131,6 +160,18 @@ def component_times(store, run_context_id: int) -> list[tuple[str, str, float]]:
     return timings
 
 
+def _class_balance(conversion_report: str) -> dict | None:
+    """The `class_balance` entry of ImageExampleGen's conversion report, if there is one."""
+    import json
+
+    import tensorflow as tf
+
+    if not conversion_report or not tf.io.gfile.exists(conversion_report):
+        return None
+    with tf.io.gfile.GFile(conversion_report) as report:
+        return json.load(report).get("class_balance")
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -155,8 +196,23 @@ def summarize(config: PipelineConfig) -> str:
         lines.append(
             "  pushed model   none: the model was not blessed (see the Evaluator's output)"
         )
-    lines.append(f"  TensorBoard    tensorboard --logdir {results.tensorboard_dir}")
+    lines.append(
+        f"  TensorBoard    python -m pipeline.tensorboard --pipeline-root {config.pipeline_root}"
+    )
+    if results.run_report:
+        lines.append(f"  run report     {results.run_report}")
     lines.append(f"  skipped files  {results.conversion_report}")
+    balance = _class_balance(results.conversion_report)
+    if balance:
+        lines.append(
+            f"  class balance  {balance['ratio']:g}x (largest {balance['largest']['class']} "
+            f"{balance['largest']['images']}, smallest {balance['smallest']['class']} "
+            f"{balance['smallest']['images']})"
+        )
+        if balance["imbalanced"]:
+            from components.image_example_gen.executor import imbalance_message
+
+            lines.append(f"  WARNING        {imbalance_message(balance)}")
     lines.append(f"  ML Metadata    {config.metadata_path}")
     lines.append("  component times:")
     for node_id, state, seconds in results.component_times:

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Creates .venv with Python 3.10 and installs the locked environment into it.
 # With --with-airflow, also .venv-airflow: the same plus Apache Airflow, whose pins cannot share
-# .venv (requirements-airflow.lock). Safe to run again: it only installs what changed.
+# .venv (requirements-airflow.lock). With --with-chromium, also Debian's chromium (apt-get), which
+# the run report's rendering test drives headless. Safe to run again: it only installs what changed.
 set -euo pipefail
 with_airflow=false
+with_chromium=false
 for arg in "$@"; do
   case "$arg" in
     --with-airflow) with_airflow=true ;;
-    *) echo "setup: unknown argument $arg (only --with-airflow)" >&2; exit 2 ;;
+    --with-chromium) with_chromium=true ;;
+    *) echo "setup: unknown argument $arg (only --with-airflow, --with-chromium)" >&2; exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -46,4 +49,24 @@ fi
 install_env .venv requirements.lock
 if $with_airflow; then
   install_env .venv-airflow requirements-airflow.lock
+fi
+
+install_chromium() {
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+    echo "setup: chromium already installed ($(command -v chromium || command -v chromium-browser))"
+    return
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: --with-chromium needs apt-get (Debian/Ubuntu); install Chromium yourself" >&2
+    exit 1
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "setup: installing Debian's chromium with apt-get"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  echo "setup: chromium ready ($(command -v chromium))"
+}
+if $with_chromium; then
+  install_chromium
 fi

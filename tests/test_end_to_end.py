@@ -16,6 +16,7 @@ CLASSES = {"circle_red": 16, "square_green": 16, "triangle_blue": 16}
 ALL_NODES = {
     "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
     "Trainer", "latest_blessed_model_resolver", "Evaluator", "TestEvaluator", "Pusher",
+    "RunReport",
 }
 
 
@@ -83,6 +84,45 @@ def test_conversion_report_and_tensorboard_logs(first_run):
     assert list(logs.rglob("validation/events.out.tfevents.*"))
 
 
+def _image_summary_tags(folder: pathlib.Path) -> dict[str, set[int]]:
+    """{tag: steps} of the image summaries in a TensorBoard run folder."""
+    import tensorflow as tf
+
+    tags: dict[str, set[int]] = {}
+    for path in folder.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "images":
+                    tags.setdefault(value.tag, set()).add(event.step)
+    return tags
+
+
+def test_tensorboard_shows_sample_images_and_a_confusion_matrix_per_epoch(first_run):
+    (run_dir,) = (first_run[0] / "out" / "artifacts" / "Trainer" / "model_run").iterdir()
+    assert set(_image_summary_tags(run_dir / "train")) == {f"samples/{name}" for name in CLASSES}
+    matrix_steps = _image_summary_tags(run_dir / "validation")["eval_confusion_matrix"]
+    # One image per epoch, head phase and fine-tuning alike (early stopping may cut either).
+    assert matrix_steps == set(range(len(matrix_steps))) and len(matrix_steps) >= 2
+
+
+def test_run_report_is_written_and_the_summary_prints_its_path(first_run):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    root, _, completed = first_run
+    (report,) = (root / "out" / "artifacts" / "RunReport").rglob("report.html")
+    assert f"run report     {report}" in completed.stdout
+    page = report.read_text()
+    assert "<h2>Results on the test split</h2>" in page and "circle_red" in page
+    sources = re.findall(r'<img src="data:image/png;base64,([^"]*)"', page)
+    assert len(sources) == page.count("<img ") >= 5
+    for source in sources:
+        assert Image.open(io.BytesIO(base64.b64decode(source))).format == "PNG"
+
+
 def test_label_image_classifies_with_the_pushed_model(first_run):
     root, _, _ = first_run
     photo = sorted((root / "photos" / "square_green").iterdir())[0]
@@ -98,6 +138,23 @@ def test_label_image_classifies_with_the_pushed_model(first_run):
     assert result["label"] == "square_green"
 
 
+def test_pushed_version_holds_tflite_models_and_the_int8_one_classifies(first_run):
+    root, _, _ = first_run
+    versions = [path for path in (root / "out" / "serving_model").iterdir() if path.is_dir()]
+    tflite = max(versions, key=lambda path: int(path.name)) / "tflite"
+    assert sorted(path.name for path in tflite.iterdir()) == [
+        "labels.txt", "model_float.tflite", "model_int8.tflite"
+    ]
+    assert (tflite / "labels.txt").read_text().split() == sorted(CLASSES)
+    photo = sorted((root / "photos" / "square_green").iterdir())[0]
+    completed = _run(
+        ["label_image.py", "--json", "--model", str(tflite / "model_int8.tflite"), str(photo)],
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout.strip().splitlines()[-1])["label"] == "square_green"
+
+
 def test_rerun_with_unchanged_photos_is_all_cached(first_run):
     root, flags, _ = first_run
     completed = _run(flags)
@@ -109,6 +166,8 @@ def test_rerun_with_unchanged_photos_is_all_cached(first_run):
     cached = {node for node, state in states.items() if state == "CACHED"}
     # The Evaluator (and so the Pusher) runs again: it now has a baseline, the blessed model.
     assert cached == ALL_NODES - {"latest_blessed_model_resolver", "Evaluator", "Pusher"}, states
+    # ... but the Pusher sees that the newest version already holds this model.
+    assert len(list((root / "out" / "serving_model").iterdir())) == 1
 
 
 def _inspect(capsys, *args):

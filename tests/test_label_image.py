@@ -254,3 +254,162 @@ def test_photos_reach_the_model_upright_and_rgb(tmp_path):
     assert len(results) == 2
     assert seen[0].size == (20, 40)
     assert [image.mode for image in seen] == ["RGB", "RGB"]
+
+
+# --- TFLite models ---------------------------------------------------------------------
+
+TFLITE_SIZE = 32
+
+
+def mean_colour_keras_model():
+    """MeanColourModel's scores as a Keras model of pixels, for TFLite conversion."""
+    import tf_keras
+
+    pixels = tf_keras.Input((TFLITE_SIZE, TFLITE_SIZE, 3))
+    means = tf_keras.layers.GlobalAveragePooling2D()(pixels)
+    return tf_keras.Model(pixels, tf_keras.layers.Softmax()(tf_keras.layers.Rescaling(10.0)(means)))
+
+
+@pytest.fixture(scope="module")
+def tflite_dir(tmp_path_factory):
+    """model_float.tflite, model_int8.tflite and labels.txt, as the Trainer writes them."""
+    import numpy as np
+
+    from components import tflite_export
+
+    rng = np.random.default_rng(0)
+    calibration = [rng.uniform(0, 1, (1, TFLITE_SIZE, TFLITE_SIZE, 3)).astype(np.float32)
+                   for _ in range(30)]
+    export_dir = tmp_path_factory.mktemp("serving_version")
+    tflite_export.write_tflite_models(
+        mean_colour_keras_model(), TFLITE_SIZE, CLASS_NAMES, calibration, str(export_dir)
+    )
+    return export_dir / tflite_export.TFLITE_DIR
+
+
+TFLITE_FILES = ["model_float.tflite", "model_int8.tflite"]
+
+
+@pytest.mark.parametrize("model_file", TFLITE_FILES)
+def test_tflite_json_matches_the_saved_model(model_file, tflite_dir, model_base, photos, capsys):
+    argv = ["--json", "--batch-size", "3", str(photos)]
+    assert label_image.main(["--model", str(model_base), *argv]) == 0
+    from_saved_model = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert label_image.main(["--model", str(tflite_dir / model_file), *argv]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["path"], r["label"]) for r in records] == [
+        (r["path"], r["label"]) for r in from_saved_model
+    ]
+    for record, reference in zip(records, from_saved_model, strict=True):
+        assert record["label"] == expected_label(record["path"])
+        assert len(record["top_k"]) == len(CLASS_NAMES)
+        # Quantized scores are multiples of 1/256; the float model's are the SavedModel's,
+        # up to the JPEG re-encoding of the Transform.
+        assert sum(item["score"] for item in record["top_k"]) == pytest.approx(1.0, abs=0.02)
+        assert record["score"] == pytest.approx(reference["score"], abs=0.03)
+
+
+@pytest.mark.parametrize("model_file", TFLITE_FILES)
+def test_tflite_text_output(model_file, tflite_dir, photos, capsys):
+    argv = ["--model", str(tflite_dir / model_file), "--top-k", "2", "--num-threads", "1"]
+    assert label_image.main([*argv, str(photos)]) == 0
+    blocks = [block.splitlines() for block in capsys.readouterr().out.strip().split(
+        "\n" + str(photos))]
+    assert len(blocks) == 4
+    for lines in blocks:
+        assert len(lines) == 1 + 2
+        assert lines[1].startswith(f"  {expected_label(lines[0])} (score=0.")
+
+
+def test_tflite_skips_only_the_undecodable_file(tflite_dir, photos_with_bad_file, capsys):
+    model = tflite_dir / "model_int8.tflite"
+    assert label_image.main(["--model", str(model), "--json", str(photos_with_bad_file)]) == 1
+    out, err = capsys.readouterr()
+    assert len(err.splitlines()) == 1 and "broken.jpg" in err
+    assert len(out.splitlines()) == 4
+
+
+@pytest.mark.parametrize("problem", ["no labels", "corrupt", "truncated", "label count"])
+def test_tflite_problems_give_one_line_and_exit_2(problem, tflite_dir, photos, tmp_path, capsys):
+    model = tmp_path / "model.tflite"
+    content = (tflite_dir / "model_float.tflite").read_bytes()
+    labels = "red\ngreen\nblue\n"
+    if problem == "corrupt":
+        content = b"not a flatbuffer at all" * 10
+    elif problem == "truncated":
+        content = content[: len(content) // 2]
+    elif problem == "label count":
+        labels = "red\ngreen\n"
+    model.write_bytes(content)
+    if problem != "no labels":
+        (tmp_path / "labels.txt").write_text(labels)
+    assert label_image.main(["--model", str(model), str(photos / "red.png")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    (line,) = err.splitlines()
+    expected = {
+        "no labels": f"label_image: no labels.txt beside {model}",
+        "corrupt": f"label_image: cannot load TFLite model from {model}",
+        "truncated": f"label_image: cannot load TFLite model from {model}",
+        "label count": f"label_image: model {model} returns [1, 3] scores but",
+    }[problem]
+    assert line.startswith(expected), line
+
+
+def test_quantize_and_dequantize_use_scale_and_zero_point():
+    import numpy as np
+
+    values = np.array([0.0, 0.2, 1.0, 2.0], np.float32)
+    quantized = label_image.quantize(values, 1 / 255, -128, np.int8)
+    assert quantized.dtype == np.int8
+    assert quantized.tolist() == [-128, -77, 127, 127]  # 2.0 saturates
+    np.testing.assert_allclose(label_image.dequantize(quantized, 1 / 255, -128),
+                               [0.0, 0.2, 1.0, 1.0], atol=1e-6)
+    assert label_image.quantize(values, 1 / 255, 0, np.uint8).tolist() == [0, 51, 255, 255]
+
+
+def test_tflite_pixels_are_the_training_pixels(photos):
+    """The Transform's resize + JPEG re-encoding, then the Trainer's decoding."""
+    import numpy as np
+
+    from components import transform_module
+
+    encoded = [(photos / "red.png").read_bytes(), (photos / "nested" / "green.jpg").read_bytes()]
+    pixels = label_image.training_pixels_function(TFLITE_SIZE)(tf.constant(encoded)).numpy()
+    assert pixels.shape == (2, TFLITE_SIZE, TFLITE_SIZE, 3) and pixels.dtype == np.float32
+    for image, data in zip(pixels, encoded, strict=True):
+        jpeg = transform_module.resize_to_jpeg(tf.constant([data]), TFLITE_SIZE)[0]
+        expected = transform_module.decode_transformed_image(jpeg, TFLITE_SIZE)
+        np.testing.assert_array_equal(image, expected.numpy())
+
+
+def test_tflite_scorer_resizes_for_batches(tflite_dir):
+    import numpy as np
+
+    scorer = label_image.TfliteScorer(
+        tf.lite.Interpreter(model_path=str(tflite_dir / "model_int8.tflite"))
+    )
+    assert (scorer.image_size, scorer.num_classes) == (TFLITE_SIZE, 3)
+    pixels = np.random.default_rng(0).uniform(0, 1, (5, TFLITE_SIZE, TFLITE_SIZE, 3))
+    pixels = pixels.astype(np.float32)
+    batch = scorer(pixels)
+    assert batch.shape == (5, 3) and batch.dtype == np.float32
+    one_by_one = np.concatenate([scorer(pixels[i : i + 1]) for i in range(5)])
+    np.testing.assert_array_equal(batch, one_by_one)
+
+
+def test_script_with_tflite_prints_no_runtime_noise(tflite_dir, photos):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "label_image.py", "--model", str(tflite_dir / "model_int8.tflite"),
+         "--json", str(photos)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    # Not even TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." line.
+    assert result.stderr == ""
+    assert [json.loads(line)["label"] for line in result.stdout.splitlines()] == [
+        "blue", "blue", "green", "red"
+    ]

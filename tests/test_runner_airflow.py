@@ -66,6 +66,7 @@ def test_airflow_loads_the_dag_with_every_component_in_order(airflow_python, tmp
     assert set(order) == {
         "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
         "Trainer", "latest_blessed_model_resolver", "Evaluator", "TestEvaluator", "Pusher",
+        "RunReport",
     }
     for before, after in [("ImageExampleGen", "StatisticsGen"), ("Transform", "Trainer"),
                           ("Trainer", "Evaluator"), ("Evaluator", "Pusher")]:

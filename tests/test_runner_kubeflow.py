@@ -33,7 +33,7 @@ def test_compiles_every_component_in_order_with_its_parameters(tmp_path):
     components = {name for name in tasks if "resolver" not in name}
     assert components == {
         "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-        "Trainer", "Evaluator", "TestEvaluator", "Pusher",
+        "Trainer", "Evaluator", "TestEvaluator", "Pusher", "RunReport",
     }
     depends = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert depends["StatisticsGen"] == {"ImageExampleGen"}

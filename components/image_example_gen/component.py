@@ -31,6 +31,8 @@ class ImageExampleGenSpec(types.ComponentSpec):
         "class_names": ExecutionParameter(type=str),
         "testing_percentage": ExecutionParameter(type=int),
         "validation_percentage": ExecutionParameter(type=int),
+        # Largest / smallest class count above which the run warns of class imbalance.
+        "max_class_imbalance": ExecutionParameter(type=float, optional=True),
         # Changes with the converter's code, so that TFX's cache misses after an edit.
         "code_fingerprint": ExecutionParameter(type=str, optional=True),
     }
@@ -52,6 +54,7 @@ class ImageExampleGen(FileBasedExampleGen):
         class_names: tuple[str, ...] | list[str],
         testing_percentage: int = 10,
         validation_percentage: int = 10,
+        max_class_imbalance: float = executor.DEFAULT_MAX_CLASS_IMBALANCE,
         code_fingerprint: str = "",
     ):
         input_config = example_gen_pb2.Input(
@@ -75,6 +78,7 @@ class ImageExampleGen(FileBasedExampleGen):
             class_names=json.dumps(list(class_names)),
             testing_percentage=testing_percentage,
             validation_percentage=validation_percentage,
+            max_class_imbalance=max_class_imbalance,
             code_fingerprint=code_fingerprint,
             examples=types.Channel(type=standard_artifacts.Examples),
         )

@@ -31,6 +31,8 @@ _DUPLICATES_PREFIX = "_duplicates"
 _CONFLICTS_PREFIX = "_conflicts"
 _DROP = ""  # the split override of a label conflict: the file is left out
 _PROGRESS_EVERY = 250
+# Largest class / smallest class above which the run warns (the flowers are at 1.4x).
+DEFAULT_MAX_CLASS_IMBALANCE = 3.0
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
@@ -235,12 +237,17 @@ class Executor(BaseExampleGenExecutor):
         )
         self._report_dir = examples.uri
         super().Do(input_dict, output_dict, exec_properties)
+        settings = _conversion_settings(exec_properties)
         report = _write_report(
             examples.uri,
-            _conversion_settings(exec_properties)["class_names"],
+            settings["class_names"],
             getattr(self, "_ignored", []),
+            settings,
         )
         examples.set_int_custom_property("num_images", report["num_images"])
+        examples.set_string_custom_property(
+            "class_imbalance_ratio", f"{report['class_balance']['ratio']:.2f}"
+        )
         examples.set_int_custom_property("num_skipped", len(report["skipped"]))
         examples.set_string_custom_property("class_names", json.dumps(report["class_names"]))
 
@@ -250,7 +257,64 @@ def _conversion_settings(exec_properties: dict[str, Any]) -> dict[str, Any]:
         "class_names": json.loads(exec_properties["class_names"]),
         "testing_percentage": int(exec_properties["testing_percentage"]),
         "validation_percentage": int(exec_properties["validation_percentage"]),
+        "max_class_imbalance": float(
+            exec_properties.get("max_class_imbalance") or DEFAULT_MAX_CLASS_IMBALANCE
+        ),
     }
+
+
+def class_balance(counts: dict[str, dict[str, int]], max_ratio: float) -> dict[str, Any]:
+    """How uneven the classes are: largest / smallest class, and classes a split lacks."""
+    totals = {name: sum(by_split.values()) for name, by_split in counts.items()}
+    largest = max(totals, key=lambda name: (totals[name], name))
+    smallest = min(totals, key=lambda name: (totals[name], name))
+    ratio = totals[largest] / totals[smallest] if totals[smallest] else float("inf")
+    return {
+        "ratio": round(ratio, 2),
+        "max_ratio": max_ratio,
+        "imbalanced": ratio > max_ratio,
+        "largest": {"class": largest, "images": totals[largest]},
+        "smallest": {"class": smallest, "images": totals[smallest]},
+        "missing_from_splits": {
+            split: [name for name in counts if totals[name] and not counts[name].get(split)]
+            for split in images.SPLITS
+            if any(totals[name] and not counts[name].get(split) for name in counts)
+        },
+    }
+
+
+def imbalance_message(balance: dict[str, Any]) -> str:
+    """One line for the log and the run summary when the classes are too uneven."""
+    return (
+        f"class imbalance {balance['ratio']:g}x is over {balance['max_ratio']:g}x: "
+        f"{balance['largest']['class']} has {balance['largest']['images']} images, "
+        f"{balance['smallest']['class']} {balance['smallest']['images']}; add photos to the "
+        "small classes (training weights the classes to compensate)"
+    )
+
+
+def _check_splits(counts: dict[str, dict[str, int]], settings: dict[str, Any]) -> None:
+    """Stops when a whole split is empty: evaluation or training would have nothing."""
+    flags = {
+        images.TRAIN: "",
+        images.EVAL: "--validation-percentage",
+        images.TEST: "--testing-percentage",
+    }
+    percentages = {
+        images.TRAIN: 100 - settings["testing_percentage"] - settings["validation_percentage"],
+        images.EVAL: settings["validation_percentage"],
+        images.TEST: settings["testing_percentage"],
+    }
+    num_images = sum(sum(by_split.values()) for by_split in counts.values())
+    for split in images.SPLITS:
+        if percentages[split] and not any(by_split.get(split) for by_split in counts.values()):
+            fix = "add photos" + (f" or change {flags[split]}" if flags[split] else "")
+            if split == images.TEST:
+                fix += " (0 skips the test split)"
+            raise images.DataDirError(
+                f"the {split} split is empty: {num_images} photos are too few for "
+                f"{percentages[split]}% of them to land there by retrain.py's hash; {fix}"
+            )
 
 
 def _read_json_lines(path: str) -> list:
@@ -260,7 +324,9 @@ def _read_json_lines(path: str) -> list:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def _write_report(uri: str, class_names: list[str], ignored: list[dict]) -> dict:
+def _write_report(
+    uri: str, class_names: list[str], ignored: list[dict], settings: dict[str, Any]
+) -> dict:
     """Gathers the Beam side outputs into one JSON report and checks every class kept photos."""
     skipped_path = os.path.join(uri, _SKIPPED_PREFIX)
     counts_path = os.path.join(uri, _COUNTS_PREFIX)
@@ -281,6 +347,8 @@ def _write_report(uri: str, class_names: list[str], ignored: list[dict]) -> dict
         "duplicates": duplicates,
         "label_conflicts": conflicts,
     }
+    if all(counts.values()):
+        report["class_balance"] = class_balance(counts, settings["max_class_imbalance"])
     with tf.io.gfile.GFile(os.path.join(uri, REPORT_FILE), "w") as report_file:
         json.dump(report, report_file, indent=2)
     for path in (skipped_path, counts_path, duplicates_path, conflicts_path):
@@ -313,5 +381,14 @@ def _write_report(uri: str, class_names: list[str], ignored: list[dict]) -> dict
         raise images.DataDirError(
             f"class {no_photos[0]!r} has no readable images (see {REPORT_FILE}); "
             "replace its files with JPEG/PNG/GIF/BMP/WebP/TIFF photos or remove the folder"
+        )
+    _check_splits(counts, settings)
+    balance = report["class_balance"]
+    if balance["imbalanced"]:
+        logger.warning("ImageExampleGen: %s", imbalance_message(balance))
+    for split, names in balance["missing_from_splits"].items():
+        logger.warning(
+            "ImageExampleGen: no %s photo of class %s: too few photos for every split to have "
+            "some; add photos to %s", split, ", ".join(names), " and ".join(names),
         )
     return report

@@ -64,7 +64,7 @@ def test_unreadable_files_are_skipped_and_reported(tmp_path):
     photos = make_image_folder(tmp_path / "photos", {"ant": 4, "bee": 4})
     make_corrupt_file(photos / "bee" / "broken.jpg")
     (photos / "ant" / "empty.jpg").write_bytes(b"")
-    report, by_split, _ = convert(photos, ["ant", "bee"], tmp_path / "out")
+    report, by_split, _ = convert(photos, ["ant", "bee"], tmp_path / "out", testing=0)
     assert report["num_images"] == 8
     assert [item["file"] for item in report["skipped"]] == ["ant/empty.jpg", "bee/broken.jpg"]
     assert "empty file" in report["skipped"][0]["reason"]
@@ -192,3 +192,54 @@ def test_bad_input_duplicates_share_one_split_and_conflicts_are_left_out(bad_inp
     # 4 good ant photos + 15 odd-but-valid + 2 duplicates; 4 bee photos.
     counts = {name: sum(splits.values()) for name, splits in report["counts"].items()}
     assert counts == {"ant": 21, "bee": 4} and report["num_images"] == len(examples) == 25
+
+
+def test_class_imbalance_is_measured_and_reported(tmp_path, caplog):
+    photos = make_image_folder(tmp_path / "photos", {"ant": 40, "bee": 10, "cat": 12})
+    component = ImageExampleGen(str(photos), ["ant", "bee", "cat"], 10, 10, 3.5)
+    assert component.exec_properties["max_class_imbalance"] == 3.5
+    report, _, artifact = convert(photos, ["ant", "bee", "cat"], tmp_path / "out")
+    balance = report["class_balance"]
+    assert balance["ratio"] == 4.0 and balance["imbalanced"]
+    assert balance["largest"] == {"class": "ant", "images": 40}
+    assert balance["smallest"] == {"class": "bee", "images": 10}
+    assert artifact.get_string_custom_property("class_imbalance_ratio") == "4.00"
+    (warning,) = [record.getMessage() for record in caplog.records if "imbalance" in
+                  record.getMessage()]
+    assert "4x is over 3x: ant has 40 images, bee 10" in warning
+
+
+def test_balance_of_even_classes_and_of_a_class_missing_from_a_split():
+    counts = {"ant": {"train": 8, "eval": 1, "test": 1}, "bee": {"train": 1}}
+    balance = executor.class_balance(counts, max_ratio=20)
+    assert balance["ratio"] == 10 and not balance["imbalanced"]
+    assert balance["missing_from_splits"] == {"eval": ["bee"], "test": ["bee"]}
+    even = executor.class_balance({"a": {"train": 5}, "b": {"train": 5}}, max_ratio=3)
+    assert even["ratio"] == 1 and even["missing_from_splits"] == {"eval": ["a", "b"],
+                                                                   "test": ["a", "b"]}
+
+
+def test_a_class_with_one_photo_is_converted_with_a_warning(tmp_path, caplog):
+    photos = make_image_folder(tmp_path / "photos", {"ant": 30, "bee": 30})
+    lonely = make_image_folder(tmp_path / "lonely", {"cat": 1})
+    os.rename(lonely / "cat", photos / "cat")
+    report, _, _ = convert(photos, ["ant", "bee", "cat"], tmp_path / "out", 20, 20)
+    assert sum(report["counts"]["cat"].values()) == 1
+    missing = report["class_balance"]["missing_from_splits"]
+    assert sum("cat" in names for names in missing.values()) == 2
+    assert any("of class cat: too few photos for every split" in record.getMessage()
+               for record in caplog.records)
+
+
+@pytest.mark.parametrize("testing, validation, split, flag", [
+    (10, 10, "test", "--testing-percentage"), (0, 1, "eval", "--validation-percentage"),
+])
+def test_an_empty_split_stops_with_one_line_naming_the_flag(
+    tmp_path, testing, validation, split, flag
+):
+    photos = make_image_folder(tmp_path / "photos", {"ant": 3, "bee": 3})
+    with pytest.raises(images.DataDirError) as stopped:
+        convert(photos, ["ant", "bee"], tmp_path / "out", testing, validation)
+    message = str(stopped.value)
+    assert message.startswith(f"the {split} split is empty: 6 photos") and flag in message
+    assert "\n" not in message

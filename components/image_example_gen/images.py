@@ -14,6 +14,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".
 # Formats (as Pillow names them) that are converted; MPO is a multi-picture JPEG.
 READABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF")
 TRAIN, EVAL, TEST = "train", "eval", "test"
+SPLITS = (TRAIN, EVAL, TEST)
 # retrain.py's constant: hashes are taken modulo this, so splits stay stable as photos are added.
 MAX_NUM_IMAGES_PER_CLASS = 2**27 - 1
 # Refuse images over this many pixels (decompression bombs); Pillow's default is 89M.

@@ -1,0 +1,156 @@
+"""Test-split accuracy and file size of the SavedModel, the float TFLite and the int8 TFLite model.
+
+    .venv/bin/python bench/tflite_accuracy.py --model SERVING_DIR --data-dir PHOTOS
+
+SERVING_DIR is a pushed model (base folder or one version) or a Trainer's serving_model_dir
+with its tflite/ folder. The test split is rebuilt from PHOTOS with ImageExampleGen's own hash
+split (`which_split`, --testing-percentage / --validation-percentage as in the pipeline); each
+photo is read as label_image reads it and classified by each model through label_image's
+classifiers, so the TFLite models get exactly the training preprocessing.
+
+A model pushed before the Trainer wrote TFLite files has no tflite/ folder: with
+`--convert-to OUT` the SavedModel is copied to OUT and its tflite/ folder written there by
+`components/tflite_export.py`, calibrated on --calibration-images photos of the train split (the
+Trainer calibrates on its train dataset the same way), then OUT is measured.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from components import tflite_export  # noqa: E402
+from components.image_example_gen import images  # noqa: E402
+from pipeline import label_image  # noqa: E402
+
+BATCH = 32
+
+
+def split_photos(data_dir, split, testing_percentage, validation_percentage):
+    """[(path, class index)] of one split, by ImageExampleGen's hash of the file name."""
+    class_names = images.discover_classes(data_dir)
+    return class_names, [
+        (os.path.join(data_dir, relative), index)
+        for index, name in enumerate(class_names)
+        for relative in images.list_class_images(data_dir, name)
+        if images.which_split(relative, testing_percentage, validation_percentage) == split
+    ]
+
+
+def read_encoded(path):
+    """The bytes label_image sends to a model: upright RGB JPEG, as ImageExampleGen makes."""
+    return images.normalize_image(images.read_image_file(path)).encoded
+
+
+def predict(classify, encoded_photos):
+    scores = []
+    for start in range(0, len(encoded_photos), BATCH):
+        batch_scores, _ = classify(encoded_photos[start : start + BATCH])
+        scores.extend(batch_scores)
+    return np.asarray(scores, dtype=np.float32)
+
+
+def folder_bytes(path):
+    return sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, _, names in os.walk(path)
+        for name in names
+    )
+
+
+def convert_saved_model(model_dir, output_dir, class_names, calibration_paths):
+    """A copy of model_dir with the tflite/ folder the Trainer would have written."""
+    import tensorflow as tf
+
+    shutil.copytree(model_dir, output_dir, ignore=shutil.ignore_patterns(tflite_export.TFLITE_DIR))
+    # The SavedModel keeps the Keras model's traced call on float pixels [N, size, size, 3].
+    keras_model = tf.saved_model.load(str(model_dir))
+    image_size = _input_size(keras_model)
+    to_pixels = label_image.training_pixels_function(image_size)
+    calibration = [
+        to_pixels(tf.constant([read_encoded(path)])).numpy() for path in calibration_paths
+    ]
+    started = time.time()
+    tflite_export.write_tflite_models(
+        keras_model, image_size, class_names, calibration, str(output_dir)
+    )
+    return time.time() - started
+
+
+def _input_size(keras_model):
+    """The pixel size of the Keras model's traced call (its first argument's spec)."""
+    spec = keras_model.__call__.concrete_functions[0].structured_input_signature[0][0]
+    return int(spec.shape[1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="pushed model folder or serving_model_dir")
+    parser.add_argument("--data-dir", required=True, help="the photo folder of the pipeline run")
+    parser.add_argument("--testing-percentage", type=int, default=10)
+    parser.add_argument("--validation-percentage", type=int, default=10)
+    parser.add_argument("--convert-to", help="copy the SavedModel here and write its tflite/")
+    parser.add_argument("--calibration-images", type=int,
+                        default=tflite_export.CALIBRATION_IMAGES)
+    args = parser.parse_args(argv)
+
+    model_dir = label_image.resolve_model_dir(args.model)
+    split = (args.testing_percentage, args.validation_percentage)
+    class_names, test = split_photos(args.data_dir, images.TEST, *split)
+    conversion_s = None
+    if args.convert_to:
+        _, train = split_photos(args.data_dir, images.TRAIN, *split)
+        rng = np.random.default_rng(0)
+        picked = rng.choice(len(train), size=min(args.calibration_images, len(train)),
+                            replace=False)
+        conversion_s = convert_saved_model(
+            model_dir, args.convert_to, class_names, [train[i][0] for i in picked]
+        )
+        model_dir = label_image.resolve_model_dir(args.convert_to)
+    tflite_dir = model_dir / tflite_export.TFLITE_DIR
+
+    encoded = [read_encoded(path) for path, _ in test]
+    labels = np.array([label for _, label in test])
+    classifiers = {
+        "SavedModel (serving_default)": (label_image.load_classifier(model_dir),
+                                         folder_bytes(model_dir) - folder_bytes(tflite_dir)),
+    }
+    for name in (tflite_export.FLOAT_MODEL_FILE, tflite_export.INT8_MODEL_FILE):
+        path = tflite_dir / name
+        classifiers[f"TFLite {name}"] = (label_image.load_tflite_classifier(path),
+                                         path.stat().st_size)
+
+    print(f"model: {model_dir}; test split of {args.data_dir}: {len(test)} photos, "
+          f"{len(class_names)} classes")
+    if conversion_s is not None:
+        print(f"TFLite conversion (float + int8, {args.calibration_images} calibration "
+              f"photos of the train split): {conversion_s:.0f} s")
+    print("\n| model | test accuracy | correct | top-1 = SavedModel's | max score diff | size |")
+    print("|---|---|---|---|---|---|")
+    reference = None
+    for name, (classify, size) in classifiers.items():
+        started = time.time()
+        scores = predict(classify, encoded)
+        seconds = time.time() - started
+        reference = scores if reference is None else reference
+        correct = int((scores.argmax(axis=1) == labels).sum())
+        agree = int((scores.argmax(axis=1) == reference.argmax(axis=1)).sum())
+        print(f"| {name} | {100 * correct / len(labels):.1f} % | {correct} / {len(labels)} | "
+              f"{agree} / {len(labels)} | {np.abs(scores - reference).max():.4f} | "
+              f"{size / 1e6:.2f} MB |", flush=True)
+        print(f"  ({name}: {seconds:.1f} s for the split)", file=sys.stderr)
+    float_size = classifiers[f"TFLite {tflite_export.FLOAT_MODEL_FILE}"][1]
+    int8_size = classifiers[f"TFLite {tflite_export.INT8_MODEL_FILE}"][1]
+    print(f"\nfloat / int8 size: {float_size / int8_size:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,297 @@
+"""The run report as one self-contained HTML page: `build_page(content)`.
+
+Every figure is a PNG embedded as a base64 data URI and the style sheet is inline, so the file
+can be mailed, attached to a ticket or opened from any folder; it loads nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from components.run_report import plots, report_data
+from components.run_report.report_data import Mistake, NumericSummary
+
+# Rows shown per list of files (skipped, ignored, ...); the JSON report has them all.
+MAX_FILE_ROWS = 50
+THUMBNAIL_PIXELS = 160
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222;
+       background: #fff; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .5em 0 1em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; height: auto; display: block; margin: .5em 0; }
+.note { color: #666; } code { background: #f4f4f4; padding: 0 .2em; }
+"""
+
+
+@dataclasses.dataclass
+class ReportContent:
+    """Everything the page shows, gathered by the executor from the pipeline's artifacts."""
+
+    run_id: str
+    generated_at: str
+    class_names: list[str]
+    splits: list[str]
+    conversion_report: Mapping
+    conversion_report_path: str
+    model_uri: str = ""
+    # {split: {"image/height": summary, "image/width": summary}}, from StatisticsGen.
+    size_summaries: Mapping[str, Mapping[str, NumericSummary]] = dataclasses.field(
+        default_factory=dict
+    )
+    curves: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]] = dataclasses.field(
+        default_factory=dict
+    )
+    phase_starts: Sequence[int] = ()
+    tensorboard_command: str = ""
+    # The held-out results: which split, where the matrix came from, the [C, C] matrix.
+    results_split: str = "test"
+    results_source: str = ""
+    matrix: np.ndarray | None = None
+    mistakes: Sequence[Mistake] = ()
+    total_mistakes: int = 0
+    notes: Sequence[str] = ()
+
+
+def escape(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def img(figure, alt: str) -> str:
+    """An <img> of a Matplotlib figure, embedded as PNG."""
+    return f'<img src="{png_data_uri(plots.png_bytes(figure))}" alt="{escape(alt)}">'
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        text = "n/a" if math.isnan(value) else f"{value:.3g}"
+        return f'<td class="number">{text}</td>'
+    if isinstance(value, (int, np.integer)):
+        return f'<td class="number">{value}</td>'
+    return f"<td>{escape(value)}</td>"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
+    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
+    body = "".join("<tr>" + "".join(_cell(value) for value in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def _paragraph(text: str, css_class: str = "") -> str:
+    attribute = f' class="{css_class}"' if css_class else ""
+    return f"<p{attribute}>{escape(text)}</p>"
+
+
+def _section(title: str, parts: Iterable[str], anchor: str) -> str:
+    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{"".join(parts)}</section>'
+
+
+def _overview(content: ReportContent) -> str:
+    report = content.conversion_report
+    rows = [
+        ("run", content.run_id),
+        ("classes", f"{len(content.class_names)}: {', '.join(content.class_names)}"),
+        ("photos converted", report.get("num_images", "n/a")),
+        ("files not converted", len(report.get("skipped", []))),
+    ]
+    balance = report.get("class_balance")
+    if isinstance(balance, Mapping) and "ratio" in balance:
+        largest, smallest = balance.get("largest", {}), balance.get("smallest", {})
+        rows.append(("class balance",
+                     f"{balance['ratio']:g}x (largest {largest.get('class')} "
+                     f"{largest.get('images')}, smallest {smallest.get('class')} "
+                     f"{smallest.get('images')})"))
+    if content.matrix is not None:
+        rows.append((f"{content.results_split} accuracy",
+                     percent(report_data.accuracy(content.matrix))))
+    if content.model_uri:
+        rows.append(("model", content.model_uri))
+    rows.append(("generated", content.generated_at))
+    body = "".join(f"<tr><th>{escape(name)}</th>{_cell(value)}</tr>" for name, value in rows)
+    notes = "".join(_paragraph(note, "note") for note in content.notes)
+    return f"<table><tbody>{body}</tbody></table>{notes}"
+
+
+def _file_list(title: str, rows: list[tuple], headers: Sequence[str]) -> str:
+    if not rows:
+        return f"<h3>{escape(title)}: none</h3>"
+    shown = table(headers, rows[:MAX_FILE_ROWS])
+    more = (_paragraph(f"... and {len(rows) - MAX_FILE_ROWS} more (see the JSON report)", "note")
+            if len(rows) > MAX_FILE_ROWS else "")
+    return f"<h3>{escape(title)}: {len(rows)}</h3>{shown}{more}"
+
+
+def _data_section(content: ReportContent) -> str:
+    report = content.conversion_report
+    count_rows = report_data.class_counts_table(report, content.splits)
+    parts = [
+        "<h3>Photos per class and split</h3>",
+        table(["class", *content.splits, "total"],
+              [(name, *per_split, total) for name, per_split, total in count_rows]),
+        img(plots.class_counts_figure(
+            {name: dict(zip(content.splits, per_split, strict=True))
+             for name, per_split, _ in count_rows}, content.splits),
+            "bar chart: photos per class and split"),
+    ]
+    if content.size_summaries:
+        size_rows = [
+            (split, feature.split("/")[-1], summary.count, summary.minimum, summary.median,
+             summary.maximum, summary.mean)
+            for split, by_feature in content.size_summaries.items()
+            for feature, summary in by_feature.items()
+        ]
+        features = sorted({feature for by_feature in content.size_summaries.values()
+                           for feature in by_feature})
+        histograms = {
+            feature.split("/")[-1]: report_data.merge_buckets(
+                by_feature[feature].buckets for by_feature in content.size_summaries.values()
+                if feature in by_feature)
+            for feature in features
+        }
+        parts += [
+            "<h3>Image size (pixels, as converted; from StatisticsGen)</h3>",
+            table(["split", "feature", "photos", "min", "median", "max", "mean"], size_rows),
+            img(plots.histograms_figure(histograms),
+                "histograms of image height and width over all splits"),
+        ]
+    else:
+        parts.append(_paragraph("No image size statistics (image/height, image/width).", "note"))
+    parts += [
+        _paragraph(f"Files left out, from {content.conversion_report_path}:"),
+        _file_list("Skipped (unreadable, tiny or oversized)",
+                   [(item["file"], item.get("reason", "")) for item in report.get("skipped", [])],
+                   ["file", "reason"]),
+        _file_list("Ignored (hidden, not an image)",
+                   [(item["file"], item.get("reason", "")) for item in report.get("ignored", [])],
+                   ["file", "reason"]),
+        _file_list("Byte-identical duplicates (kept, in one split)",
+                   [(", ".join(item["files"]), item.get("class", ""), item.get("split", ""))
+                    for item in report.get("duplicates", [])],
+                   ["files", "class", "split"]),
+        _file_list("Label conflicts (the same photo in two classes; left out)",
+                   [(", ".join(item["files"]), ", ".join(item.get("classes", [])))
+                    for item in report.get("label_conflicts", [])],
+                   ["files", "classes"]),
+    ]
+    return _section("Data", parts, "data")
+
+
+def _curve_rows(curves) -> list[tuple]:
+    rows = []
+    for metric, runs in curves.items():
+        for run, points in runs.items():
+            if points:
+                best_epoch, best = (min if metric == "loss" else max)(points, key=lambda p: p[1])
+                rows.append((metric, run, len(points), points[-1][1], best, best_epoch + 1))
+    return rows
+
+
+def _training_section(content: ReportContent) -> str:
+    if not content.curves:
+        parts = [_paragraph("No training curves: the Trainer wrote no epoch scalars.", "note")]
+    else:
+        parts = [
+            img(plots.training_curves_figure(content.curves, content.phase_starts),
+                "training curves: loss and accuracy per epoch, train and validation"),
+            _paragraph("A dashed line marks where fine-tuning of the whole network began."
+                       if content.phase_starts else "Head training only (no fine-tuning)."),
+            table(["metric", "run", "epochs", "last", "best", "best epoch"],
+                  _curve_rows(content.curves)),
+        ]
+    if content.tensorboard_command:
+        parts.append(f"<p>More (sample images, the confusion matrix per epoch): "
+                     f"<code>{escape(content.tensorboard_command)}</code></p>")
+    return _section("Training", parts, "training")
+
+
+def _results_section(content: ReportContent) -> str:
+    split = content.results_split
+    if content.matrix is None:
+        return _section(f"Results on the {split} split",
+                        [_paragraph(f"No {split} photos to evaluate.", "note")], "results")
+    precision, recall = report_data.precision_and_recall(content.matrix)
+    support = content.matrix.sum(axis=1)
+    parts = [
+        _paragraph(f"Accuracy {percent(report_data.accuracy(content.matrix))} on "
+                   f"{int(content.matrix.sum())} {split} photos ({content.results_source})."),
+        table(["class", "photos", "precision", "recall"],
+              [(name, int(count), p, r) for name, count, p, r
+               in zip(content.class_names, support, precision, recall, strict=True)]),
+        img(plots.precision_recall_figure(
+            content.class_names, np.nan_to_num(precision), np.nan_to_num(recall)),
+            "bar chart: precision and recall per class"),
+        img(plots.confusion_matrix_figure(content.matrix, content.class_names,
+                                          f"{split} split: rows true, columns predicted"),
+            "confusion matrix"),
+    ]
+    return _section(f"Results on the {split} split", parts, "results")
+
+
+def thumbnail(encoded: bytes, pixels: int = THUMBNAIL_PIXELS) -> np.ndarray:
+    """An encoded photo as a small uint8 RGB array (aspect ratio kept)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(encoded)) as image:
+        small = image.convert("RGB")
+        small.thumbnail((pixels, pixels))
+        return np.asarray(small)
+
+
+def _mistakes_section(content: ReportContent) -> str:
+    split = content.results_split
+    title = f"Misclassified {split} photos"
+    if content.matrix is None:
+        return _section(title, [_paragraph("Not evaluated.", "note")], "mistakes")
+    if not content.mistakes:
+        return _section(title, [_paragraph(
+            "None: the model classified every photo right.")], "mistakes")
+    shown = len(content.mistakes)
+    parts = [
+        _paragraph(f"{content.total_mistakes} of {int(content.matrix.sum())} photos are "
+                   f"misclassified; the {shown} the model was surest of are shown, surest first."),
+        img(plots.contact_sheet_figure(
+            [thumbnail(mistake.encoded) for mistake in content.mistakes],
+            [report_data.mistake_caption(mistake, content.class_names)
+             for mistake in content.mistakes]),
+            "contact sheet of misclassified photos with true and predicted labels"),
+        table(["file", "true", "predicted", "score"],
+              [(mistake.filename, content.class_names[mistake.true_label],
+                content.class_names[mistake.predicted_label], mistake.score)
+               for mistake in content.mistakes]),
+    ]
+    return _section(title, parts, "mistakes")
+
+
+def build_page(content: ReportContent) -> str:
+    """The whole report: overview, data, training, held-out results, misclassified photos."""
+    title = f"tfx-poets run report: {content.run_id}"
+    sections = [
+        _section("Overview", [_overview(content)], "overview"),
+        _data_section(content),
+        _training_section(content),
+        _results_section(content),
+        _mistakes_section(content),
+    ]
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{_STYLE}</style></head>"
+        f"<body><h1>{escape(title)}</h1>{''.join(sections)}</body></html>\n"
+    )

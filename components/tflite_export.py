@@ -1,0 +1,146 @@
+"""TFLite copies of the trained classifier, written beside the SavedModel.
+
+The Trainer writes them to ``<serving_model_dir>/tflite/``; the Pusher copies that whole folder,
+so every pushed version holds:
+
+- ``model_float.tflite``: float32 weights and activations;
+- ``model_int8.tflite``: full-integer post-training quantization (int8 weights, activations,
+  input and output), about 4x smaller, calibrated on photos of the train split;
+- ``labels.txt``: the class names, one a line, in the order of the scores.
+
+Both models take pixels, not encoded photos: ``[1, size, size, 3]`` in [0, 1] (the batch size
+can be resized), as the Trainer's ``decode_transformed_image`` makes them; the int8 model takes
+them quantized with its input tensor's scale and zero point. Both return softmax scores
+``[batch, classes]``. ``pipeline/label_image.py --model x.tflite`` does the preprocessing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+TFLITE_DIR = "tflite"
+FLOAT_MODEL_FILE = "model_float.tflite"
+INT8_MODEL_FILE = "model_int8.tflite"
+LABELS_FILE = "labels.txt"
+# Calibration images for the int8 ranges. Each costs one float forward pass inside the
+# converter (about 0.1 s for MobileNet 1.0/224 on two cores), counted in the Trainer's time;
+# beyond ~100 the ranges of a MobileNet barely move.
+CALIBRATION_IMAGES = 150
+
+
+def pixel_function(model, image_size: int):
+    """The model as a concrete function: float pixels [batch, size, size, 3] -> scores.
+
+    The batch dimension is left open so an interpreter may be resized to run batches.
+    """
+    spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="image")
+
+    @tf.function(input_signature=[spec])
+    def scores(image):
+        return {"scores": model(image, training=False)}
+
+    return scores.get_concrete_function()
+
+
+def _converter(model, image_size: int) -> tf.lite.TFLiteConverter:
+    # trackable_obj keeps the model's variables alive (and found) while converting.
+    return tf.lite.TFLiteConverter.from_concrete_functions(
+        [pixel_function(model, image_size)], model
+    )
+
+
+def to_float_tflite(model, image_size: int) -> bytes:
+    """The model as a float32 TFLite flatbuffer."""
+    return _converter(model, image_size).convert()
+
+
+def to_int8_tflite(model, image_size: int, calibration: Sequence[np.ndarray]) -> bytes:
+    """The model quantized to int8 after training, calibrated on ``calibration`` images.
+
+    ``calibration``: float32 arrays [1, size, size, 3] in [0, 1]. Weights, activations, input
+    and output are int8; MobileNet, Dense and Softmax all have int8 kernels. (An op without
+    one, in some other backbone, is kept float between dequantize and quantize ops by the
+    converter; `float_tensors` finds them.)
+    """
+    if not calibration:
+        raise ValueError("int8 quantization needs at least one calibration image")
+    converter = _converter(model, image_size)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    # Called once per calibration pass, so it returns a fresh iterator each time.
+    converter.representative_dataset = lambda: ([image] for image in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def float_tensors(model_content: bytes) -> list[str]:
+    """Names of the float32 tensors of a TFLite model: none in a fully int8 one."""
+    interpreter = tf.lite.Interpreter(model_content=model_content)
+    return [
+        detail["name"]
+        for detail in interpreter.get_tensor_details()
+        if detail["dtype"] == np.float32
+    ]
+
+
+def calibration_images(batches: Iterable, count: int = CALIBRATION_IMAGES) -> list[np.ndarray]:
+    """The first ``count`` images of (images [B, h, w, 3], labels) batches, each as [1, h, w, 3].
+
+    Pass the Trainer's shuffled train dataset: a mix of classes, never eval or test photos.
+    """
+    images: list[np.ndarray] = []
+    for batch, _ in batches:
+        for image in np.asarray(batch, dtype=np.float32):
+            if len(images) == count:
+                return images
+            images.append(image[np.newaxis])
+    return images
+
+
+def write_tflite_models(
+    model,
+    image_size: int,
+    class_names: Sequence[str],
+    calibration: Sequence[np.ndarray],
+    export_dir: str,
+) -> dict[str, str]:
+    """Writes the float and int8 models and labels.txt to ``export_dir/tflite``.
+
+    Returns {file name: path}. tf.io.gfile, so ``export_dir`` may be a gs:// path as well.
+    """
+    tflite_dir = os.path.join(export_dir, TFLITE_DIR)
+    tf.io.gfile.makedirs(tflite_dir)
+    started = time.time()
+    contents = {
+        FLOAT_MODEL_FILE: to_float_tflite(model, image_size),
+        INT8_MODEL_FILE: to_int8_tflite(model, image_size, calibration),
+        LABELS_FILE: "".join(f"{name}\n" for name in class_names).encode("utf-8"),
+    }
+    left_float = float_tensors(contents[INT8_MODEL_FILE])
+    if left_float:
+        logger.warning(
+            "TFLite: %d tensors of the int8 model stay float (ops without an int8 kernel), "
+            "e.g. %s", len(left_float), left_float[0],
+        )
+    paths = {}
+    for name, content in contents.items():
+        paths[name] = os.path.join(tflite_dir, name)
+        with tf.io.gfile.GFile(paths[name], "wb") as output:
+            output.write(content)
+    logger.info(
+        "TFLite: float (%.1f MB) and int8 (%.1f MB, %d calibration images) models in %.0f s",
+        len(contents[FLOAT_MODEL_FILE]) / 1e6, len(contents[INT8_MODEL_FILE]) / 1e6,
+        len(calibration), time.time() - started,
+    )
+    return paths
