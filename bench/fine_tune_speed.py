@@ -39,6 +39,8 @@ IN_PROCESS = {
     "jit": "as baseline, compile(jit_compile=True) (XLA)",
     "custom_all": "tf.function GradientTape step, all backbone variables",
     "last_blocks": "tf.function GradientTape step, only blocks >= --trainable-from (and head)",
+    "top_blocks_layer": "train_on_batch with a hub.KerasLayer subclass whose trainable_weights "
+                        "are only blocks >= --trainable-from (the Trainer-ready form)",
     "keras_mobilenet": "tf_keras.applications.MobileNet (same architecture, Keras layers, "
                        "random weights) instead of the hub module, train_on_batch",
 }
@@ -78,14 +80,20 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+# CPU seconds (all threads of this process) of the timed steps of the last median_step call.
+CPU_TIMES: list[float] = []
+
+
 def median_step(step, warmup: int, steps: int) -> tuple[float, list[float]]:
     for _ in range(warmup):
         step()
     times = []
+    CPU_TIMES.clear()
     for _ in range(steps):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - started)
+        CPU_TIMES.append(time.process_time() - cpu_started)
     return statistics.median(times), times
 
 
@@ -93,6 +101,26 @@ def block_of(variable_name: str) -> int:
     """MobileNet block of a hub variable: conv1 is 0, conv_dw_N / conv_pw_N is N."""
     match = re.search(r"conv_(?:dw|pw)_(\d+)", variable_name)
     return int(match.group(1)) if match else 0
+
+
+def top_blocks_layer_class(hub):
+    class TopBlocksKerasLayer(hub.KerasLayer):
+        """A trainable hub.KerasLayer that reports only the blocks >= first_block as trainable."""
+
+        def __init__(self, handle, first_block: int, **kwargs):
+            self.first_block = first_block
+            super().__init__(handle, **kwargs)
+
+        @property
+        def trainable_weights(self):
+            return [w for w in super().trainable_weights if block_of(w.name) >= self.first_block]
+
+        @property
+        def non_trainable_weights(self):
+            frozen = [w for w in super().trainable_weights if block_of(w.name) < self.first_block]
+            return frozen + super().non_trainable_weights
+
+    return TopBlocksKerasLayer
 
 
 def run_variant(name: str, args, tf, tf_keras, hub):
@@ -137,6 +165,11 @@ def run_variant(name: str, args, tf, tf_keras, hub):
     if name == "jit":
         model, _, _ = build()
         return median_step(on_batch(compiled(model, jit_compile=True)), args.warmup, args.steps)
+    if name == "top_blocks_layer":
+        layer = top_blocks_layer_class(hub)(args.model_handle, args.trainable_from, trainable=True)
+        model = compiled(build(backbone=layer)[0])
+        print(f"  {name}: {len(model.trainable_weights)} trainable weights", file=sys.stderr)
+        return median_step(on_batch(model), args.warmup, args.steps)
     if name == "keras_mobilenet":
         base = tf_keras.applications.MobileNet(
             input_shape=(size, size, 3), alpha=1.0, include_top=False, weights=None,
@@ -272,17 +305,21 @@ def main(argv=None) -> int:
         if name in SUBPROCESS:
             result = run_subprocess(name, args)
             median, times = result["median_s"], result["times_s"]
+            cpu = result["cpu_median_s"]
         else:
+            CPU_TIMES.clear()
             median, times = run_variant(name, args, tf, tf_keras, hub)
+            cpu = statistics.median(CPU_TIMES) if CPU_TIMES else float("nan")
             tf_keras.backend.clear_session()
             gc.collect()
 
         description = IN_PROCESS.get(name) or SUBPROCESS[name][2]
         if args.json:
-            print(json.dumps({"variant": name, "median_s": median, "times_s": times}))
+            print(json.dumps({"variant": name, "median_s": median, "times_s": times,
+                              "cpu_median_s": cpu}))
         else:
             print(f"{name}: median {median:.3f} s/step ({args.batch_size / median:.1f} photos/s)"
-                  f" steps {[round(t, 2) for t in times]}, variant took "
+                  f" steps {[round(t, 2) for t in times]}, CPU {cpu:.2f} s/step, variant took "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
         results[name] = (median, description)
     if args.json:
