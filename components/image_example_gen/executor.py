@@ -263,8 +263,11 @@ def _conversion_settings(exec_properties: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def class_balance(counts: dict[str, dict[str, int]], max_ratio: float) -> dict[str, Any]:
-    """How uneven the classes are: largest / smallest class, and classes a split lacks."""
+def class_balance(
+    counts: dict[str, dict[str, int]], max_ratio: float, splits=images.SPLITS
+) -> dict[str, Any]:
+    """How uneven the classes are: largest / smallest class, and the classes each of `splits`
+    (those that should hold photos) lacks."""
     totals = {name: sum(by_split.values()) for name, by_split in counts.items()}
     largest = max(totals, key=lambda name: (totals[name], name))
     smallest = min(totals, key=lambda name: (totals[name], name))
@@ -277,7 +280,7 @@ def class_balance(counts: dict[str, dict[str, int]], max_ratio: float) -> dict[s
         "smallest": {"class": smallest, "images": totals[smallest]},
         "missing_from_splits": {
             split: [name for name in counts if totals[name] and not counts[name].get(split)]
-            for split in images.SPLITS
+            for split in splits
             if any(totals[name] and not counts[name].get(split) for name in counts)
         },
     }
@@ -291,6 +294,11 @@ def imbalance_message(balance: dict[str, Any]) -> str:
         f"{balance['smallest']['class']} {balance['smallest']['images']}; add photos to the "
         "small classes (training weights the classes to compensate)"
     )
+
+
+def _expected_splits(settings: dict[str, Any]) -> list[str]:
+    """The splits that get photos: a 0 % test split is meant to be empty."""
+    return [images.TRAIN, images.EVAL] + ([images.TEST] if settings["testing_percentage"] else [])
 
 
 def _check_splits(counts: dict[str, dict[str, int]], settings: dict[str, Any]) -> None:
@@ -348,7 +356,9 @@ def _write_report(
         "label_conflicts": conflicts,
     }
     if all(counts.values()):
-        report["class_balance"] = class_balance(counts, settings["max_class_imbalance"])
+        report["class_balance"] = class_balance(
+            counts, settings["max_class_imbalance"], _expected_splits(settings)
+        )
     with tf.io.gfile.GFile(os.path.join(uri, REPORT_FILE), "w") as report_file:
         json.dump(report, report_file, indent=2)
     for path in (skipped_path, counts_path, duplicates_path, conflicts_path):

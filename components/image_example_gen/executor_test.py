@@ -65,6 +65,7 @@ def test_unreadable_files_are_skipped_and_reported(tmp_path):
     make_corrupt_file(photos / "bee" / "broken.jpg")
     (photos / "ant" / "empty.jpg").write_bytes(b"")
     report, by_split, _ = convert(photos, ["ant", "bee"], tmp_path / "out", testing=0)
+    assert "test" not in report["class_balance"]["missing_from_splits"]
     assert report["num_images"] == 8
     assert [item["file"] for item in report["skipped"]] == ["ant/empty.jpg", "bee/broken.jpg"]
     assert "empty file" in report["skipped"][0]["reason"]
@@ -217,6 +218,9 @@ def test_balance_of_even_classes_and_of_a_class_missing_from_a_split():
     even = executor.class_balance({"a": {"train": 5}, "b": {"train": 5}}, max_ratio=3)
     assert even["ratio"] == 1 and even["missing_from_splits"] == {"eval": ["a", "b"],
                                                                    "test": ["a", "b"]}
+    # With --testing-percentage 0 the test split is meant to be empty: not worth a warning.
+    no_test = executor.class_balance(counts, max_ratio=20, splits=["train", "eval"])
+    assert no_test["missing_from_splits"] == {"eval": ["bee"]}
 
 
 def test_a_class_with_one_photo_is_converted_with_a_warning(tmp_path, caplog):
