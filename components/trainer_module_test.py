@@ -13,7 +13,7 @@ import tf_keras  # noqa: E402
 from PIL import Image  # noqa: E402
 from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 
-from components import trainer_module  # noqa: E402
+from components import bottleneck_cache, trainer_module  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.config import TrainingConfig  # noqa: E402
 from tests.support import make_random_hub_mobilenet  # noqa: E402
@@ -61,6 +61,80 @@ def test_make_dataset_fails_clearly_without_files(transformed):
         trainer_module.make_dataset([str(transformed / "missing*")], output, IMAGE_SIZE, 5)
 
 
+def test_cached_features_are_computed_once_per_photo(transformed, hub_module, tmp_path):
+    settings = TrainingConfig(model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES)
+    extractor = trainer_module.TransferModel(settings).feature_extractor
+    output = tft.TFTransformOutput(str(transformed / "transform_graph"))
+    files = [str(transformed / "train.gz")]
+    module = bottleneck_cache.module_key(hub_module)
+
+    cache = bottleneck_cache.BottleneckCache(str(tmp_path), module)
+    features, labels, computed = trainer_module.cached_features(
+        extractor, files, output, IMAGE_SIZE, cache, batch_size=5)
+    assert features.shape == (16, 256) and computed == 16 and len(labels) == 16
+    cache.flush()
+    plain, plain_labels = trainer_module.extract_features(
+        extractor, trainer_module.make_dataset(files, output, IMAGE_SIZE, 5))
+    np.testing.assert_allclose(features, plain, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(labels, plain_labels)
+
+    reopened = bottleneck_cache.BottleneckCache(str(tmp_path), module)
+    again, again_labels, computed = trainer_module.cached_features(
+        extractor, files, output, IMAGE_SIZE, reopened, batch_size=7)
+    assert computed == 0
+    np.testing.assert_array_equal(again, features)
+    np.testing.assert_array_equal(again_labels, labels)
+
+
+def test_block_of_reads_mobilenet_variable_names():
+    assert trainer_module.block_of("conv_dw_12/depthwise_kernel:0") == 12
+    assert trainer_module.block_of("mobilenet/conv_pw_3_bn/gamma:0") == 3
+    assert trainer_module.block_of("conv1/kernel:0") == 0
+
+
+@pytest.mark.parametrize("first_block", [0, 12])
+def test_top_blocks_layer_trains_only_the_top_blocks(hub_module, first_block):
+    layer = trainer_module.TopBlocksKerasLayer(hub_module, first_block, trainable=True)
+    trainable = [trainer_module.block_of(w.name) for w in layer.trainable_weights]
+    frozen = [trainer_module.block_of(w.name) for w in layer.non_trainable_weights]
+    assert trainable and min(trainable) >= first_block
+    assert len(layer.trainable_weights) + len(layer.non_trainable_weights) == len(layer.weights)
+    if first_block:
+        assert set(trainable) == {12, 13}
+        assert {0, 1, 11} <= set(frozen)  # conv1 and the blocks below stay frozen
+    else:
+        assert set(trainable) == set(range(14))
+
+
+def test_class_weights_only_when_classes_are_imbalanced():
+    balanced_enough = np.array([0] * 14 + [1] * 10)
+    assert trainer_module.class_weights(balanced_enough, 2, "auto") is None
+    assert trainer_module.class_weights(balanced_enough, 2, "none") is None
+    skewed = np.array([0] * 30 + [1] * 10)
+    weights = trainer_module.class_weights(skewed, 3, "auto")
+    assert weights[1] == pytest.approx(3 * weights[0]) and weights[2] == 1.0
+    # Mean weight over photos is 1: the loss keeps its scale.
+    assert (30 * weights[0] + 10 * weights[1]) / 40 == pytest.approx(1.0)
+    assert trainer_module.class_weights(balanced_enough, 2, "balanced")[1] > 1
+
+
+def test_learning_rate_cosine_decays_to_zero_over_the_phase():
+    cosine = trainer_module.learning_rate(
+        TrainingConfig(model_handle="m", lr_schedule="cosine"), 0.01, epochs=4, steps_per_epoch=10)
+    assert float(cosine(0)) == pytest.approx(0.01)
+    assert float(cosine(20)) == pytest.approx(0.005, rel=1e-3)
+    assert float(cosine(40)) == pytest.approx(0.0, abs=1e-9)
+    constant = TrainingConfig(model_handle="m", lr_schedule="constant")
+    assert trainer_module.learning_rate(constant, 0.01, 4, 10) == 0.01
+
+
+def test_smoothed_crossentropy_matches_one_hot_smoothing():
+    loss = trainer_module.smoothed_crossentropy(2, 0.2)
+    scores = tf.constant([[0.9, 0.1]])
+    expected = -(0.9 * np.log(0.9) + 0.1 * np.log(0.1))  # targets 0.9 / 0.1 after smoothing
+    assert float(loss(tf.constant([0]), scores)) == pytest.approx(expected, rel=1e-4)
+
+
 def test_keep_best_weights_restores_the_best_epoch():
     model = tf_keras.Sequential([tf_keras.Input((1,)), tf_keras.layers.Dense(1)])
     callback = trainer_module.KeepBestWeights()
@@ -98,6 +172,7 @@ def test_run_fn_trains_and_exports_both_signatures(transformed, hub_module, tmp_
     settings = TrainingConfig(
         model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES,
         epochs=15, learning_rate=0.01, fine_tune_epochs=1, train_batch_size=8,
+        bottleneck_dir=str(tmp_path / "bottlenecks"), label_smoothing=0.1,
     )
     fn_args = FnArgs(
         train_files=[str(transformed / "train.gz")],
@@ -108,6 +183,9 @@ def test_run_fn_trains_and_exports_both_signatures(transformed, hub_module, tmp_
         custom_config=settings.to_custom_config(),
     )
     trainer_module.run_fn(fn_args)
+    # The features of the 16 train and 8 eval photos are cached for the next run.
+    shards = tf.io.gfile.glob(str(tmp_path / "bottlenecks" / "*" / "features-*.npz"))
+    assert len(shards) == 1 and len(np.load(shards[0])["keys"]) == 24
 
     # TensorBoard logs for both the train and validation scalars.
     assert tf.io.gfile.glob(str(tmp_path / "logs" / "train" / "events.out.tfevents.*"))

@@ -7,6 +7,7 @@ Preflight checks run before any component, so bad input ends in one line, not a 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import pathlib
@@ -66,21 +67,52 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                        help="input resolution of the module; 0 takes it from the module's "
                        "signature, else from --architecture")
     training = parser.add_argument_group("training")
-    training.add_argument("--learning-rate", type=float, default=0.001,
+    default = {field.name: field.default for field in dataclasses.fields(config_lib.TrainingConfig)}
+    training.add_argument("--learning-rate", type=float, default=default["learning_rate"],
                           help="learning rate of the new softmax head (phase 1)")
-    training.add_argument("--epochs", type=int, default=20,
+    training.add_argument("--epochs", type=int, default=default["epochs"],
                           help="epochs of the head on cached MobileNet features (phase 1)")
-    training.add_argument("--dropout", type=float, default=0.2,
+    training.add_argument("--dropout", type=float, default=default["dropout"],
                           help="dropout rate before the softmax layer")
-    training.add_argument("--fine-tune-epochs", type=int, default=2,
-                          help="epochs fine-tuning the whole MobileNet (phase 2); 0 skips it")
-    training.add_argument("--fine-tune-learning-rate", type=float, default=1e-5,
+    training.add_argument("--fine-tune-epochs", type=int, default=default["fine_tune_epochs"],
+                          help="epochs fine-tuning MobileNet on distorted images (phase 2); "
+                          "0 skips it")
+    training.add_argument("--fine-tune-learning-rate", type=float,
+                          default=default["fine_tune_learning_rate"],
                           help="learning rate of phase 2")
-    training.add_argument("--train-batch-size", type=int, default=32,
+    training.add_argument("--fine-tune-from-block", type=int,
+                          default=default["fine_tune_from_block"],
+                          help="fine-tune MobileNet V1 blocks from this one up (1..13); 0 "
+                          "fine-tunes the whole network (slower, more memory)")
+    training.add_argument("--flip-left-right", action=argparse.BooleanOptionalAction,
+                          default=default["flip_left_right"],
+                          help="mirror half of the training images in phase 2")
+    training.add_argument("--random-crop", type=int, default=default["random_crop"],
+                          help="percentage of margin randomly cropped off training images "
+                          "in phase 2")
+    training.add_argument("--random-scale", type=int, default=default["random_scale"],
+                          help="percentage by which training images are randomly scaled up "
+                          "in phase 2")
+    training.add_argument("--random-brightness", type=int, default=default["random_brightness"],
+                          help="percentage by which training pixels are randomly multiplied "
+                          "up or down in phase 2")
+    training.add_argument("--label-smoothing", type=float, default=default["label_smoothing"],
+                          help="label smoothing of the cross-entropy loss, both phases")
+    training.add_argument("--class-weights", choices=config_lib.CLASS_WEIGHT_MODES,
+                          default=default["class_weights"],
+                          help="weight the loss by inverse class frequency; auto does so when "
+                          f"the largest train class has over {config_lib.CLASS_WEIGHT_AUTO_RATIO}"
+                          "x the photos of the smallest")
+    training.add_argument("--lr-schedule", choices=config_lib.LR_SCHEDULES,
+                          default=default["lr_schedule"],
+                          help="cosine decays each phase's learning rate to 0 over its epochs")
+    training.add_argument("--train-batch-size", type=int, default=default["train_batch_size"],
                           help="images per training batch")
-    training.add_argument("--early-stopping-patience", type=int, default=3,
+    training.add_argument("--early-stopping-patience", type=int,
+                          default=default["early_stopping_patience"],
                           help="epochs without a better validation loss before a phase stops")
-    training.add_argument("--seed", type=int, default=42, help="random seed of training")
+    training.add_argument("--seed", type=int, default=default["seed"],
+                          help="random seed of training")
     evaluation = parser.add_argument_group("evaluation and push")
     evaluation.add_argument("--min-accuracy", type=float, default=0.7,
                             help="push only models above this eval-split accuracy (and never "
@@ -261,6 +293,10 @@ def _local_path(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
+def _join(root: str, name: str) -> str:
+    return f"{root.rstrip('/')}/{name}" if "://" in root else os.path.join(root, name)
+
+
 def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib.PipelineConfig:
     """Validates the flags and returns the pipeline's config.
 
@@ -313,9 +349,19 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
             dropout=args.dropout,
             fine_tune_epochs=args.fine_tune_epochs,
             fine_tune_learning_rate=args.fine_tune_learning_rate,
+            fine_tune_from_block=args.fine_tune_from_block,
+            flip_left_right=args.flip_left_right,
+            random_crop=args.random_crop,
+            random_scale=args.random_scale,
+            random_brightness=args.random_brightness,
+            label_smoothing=args.label_smoothing,
+            class_weights=args.class_weights,
+            lr_schedule=args.lr_schedule,
             train_batch_size=args.train_batch_size,
             early_stopping_patience=args.early_stopping_patience,
             seed=args.seed,
+            # Beside the artifacts, outside any run: features outlive the runs that made them.
+            bottleneck_dir=_join(_local_path(args.pipeline_root), "bottlenecks"),
         ),
         evaluation=config_lib.EvaluationConfig(
             min_accuracy=args.min_accuracy,

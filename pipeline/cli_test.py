@@ -37,7 +37,10 @@ def test_flags_become_the_typed_config(tmp_path, hub_dir):
     calls = []
     code = _run_main(
         [f"--data-dir={photos}", f"--model-handle={hub_dir}", "--architecture=mobilenet_0.25_160",
-         "--learning-rate=0.05", f"--pipeline-root={tmp_path / 'root'}", "--no-cache"],
+         "--learning-rate=0.05", f"--pipeline-root={tmp_path / 'root'}", "--no-cache",
+         "--no-flip-left-right", "--random-crop=5", "--random-scale=7", "--random-brightness=9",
+         "--fine-tune-from-block=10", "--label-smoothing=0.05", "--class-weights=balanced",
+         "--lr-schedule=constant"],
         calls,
     )
     assert code == 0
@@ -48,6 +51,12 @@ def test_flags_become_the_typed_config(tmp_path, hub_dir):
     assert config.training.learning_rate == 0.05
     assert config.training.model_handle == str(hub_dir)
     assert config.enable_cache is False
+    training = config.training
+    assert (training.flip_left_right, training.random_crop, training.random_scale,
+            training.random_brightness) == (False, 5, 7, 9)
+    assert (training.fine_tune_from_block, training.label_smoothing, training.class_weights,
+            training.lr_schedule) == (10, 0.05, "balanced", "constant")
+    assert training.bottleneck_dir == str(tmp_path / "root" / "bottlenecks")
     assert config.schema_path.endswith("schemas/generic/schema.pbtxt")
     assert len(config.code_fingerprint) == 16
 

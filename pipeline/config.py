@@ -35,6 +35,13 @@ TRANSFORMED_IMAGE_KEY = "image_jpeg"
 TRANSFORMED_LABEL_KEY = "label"
 
 
+# MobileNet V1 has 13 depthwise-separable blocks after its first convolution.
+MOBILENET_BLOCKS = 13
+CLASS_WEIGHT_MODES = ("auto", "balanced", "none")
+CLASS_WEIGHT_AUTO_RATIO = 1.5
+LR_SCHEDULES = ("cosine", "constant")
+
+
 class ConfigError(ValueError):
     """A setting is invalid; the message says which flag to fix."""
 
@@ -94,16 +101,31 @@ class TrainingConfig:
     model_handle: str
     image_size: int = 224
     class_names: tuple[str, ...] = ()
-    # Phase 1: a new softmax head on frozen MobileNet features.
+    # Phase 1: a new softmax head on MobileNet features cached per (photo, module).
     learning_rate: float = 0.001
-    epochs: int = 20
+    epochs: int = 30
     dropout: float = 0.2
-    # Phase 2: fine-tune the whole network from that head, with a small learning rate.
-    fine_tune_epochs: int = 2
-    fine_tune_learning_rate: float = 1e-5
+    # Phase 2: fine-tune MobileNet blocks >= fine_tune_from_block (1..13; 0: the whole
+    # network) from that head, on distorted images, with a small learning rate.
+    fine_tune_epochs: int = 6
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_from_block: int = 12
+    # retrain.py's distortions (percentages), applied in phase 2 only.
+    flip_left_right: bool = True
+    random_crop: int = 10
+    random_scale: int = 10
+    random_brightness: int = 10
+    label_smoothing: float = 0.1
+    # "auto": weight classes by inverse frequency when the largest train class has more than
+    # CLASS_WEIGHT_AUTO_RATIO times the photos of the smallest; "balanced"; "none".
+    class_weights: str = "auto"
+    # "cosine": each phase decays its learning rate to 0 over its epochs; "constant".
+    lr_schedule: str = "cosine"
     train_batch_size: int = 32
     early_stopping_patience: int = 3
     seed: int = 42
+    # Where features are cached across runs ("" keeps them for this run only).
+    bottleneck_dir: str = ""
 
     def __post_init__(self):
         positive = {
@@ -122,6 +144,29 @@ class TrainingConfig:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.fine_tune_learning_rate < 0:
             raise ConfigError("--fine-tune-learning-rate must be >= 0")
+        if not 0 <= self.fine_tune_from_block <= MOBILENET_BLOCKS:
+            raise ConfigError(
+                f"--fine-tune-from-block must be in [0, {MOBILENET_BLOCKS}], "
+                f"got {self.fine_tune_from_block}"
+            )
+        for flag, value in (
+            ("--random-crop", self.random_crop),
+            ("--random-scale", self.random_scale),
+            ("--random-brightness", self.random_brightness),
+        ):
+            if not 0 <= value < 100:
+                raise ConfigError(f"{flag} is a percentage in [0, 100), got {value}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.class_weights not in CLASS_WEIGHT_MODES:
+            raise ConfigError(
+                f"--class-weights must be one of {', '.join(CLASS_WEIGHT_MODES)}, "
+                f"got {self.class_weights!r}"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
 
     def to_custom_config(self) -> dict:
         """A JSON-serialisable dict, as TFX stores custom_config in ML Metadata."""

@@ -39,6 +39,13 @@ def test_training_config_round_trips_through_custom_config():
         ({"train_batch_size": -1}, "--train-batch-size"),
         ({"dropout": 1.0}, "--dropout"),
         ({"epochs": 0, "fine_tune_epochs": 0}, "--epochs"),
+        ({"fine_tune_from_block": 14}, "--fine-tune-from-block"),
+        ({"random_crop": 100}, "--random-crop"),
+        ({"random_scale": -1}, "--random-scale"),
+        ({"random_brightness": 150}, "--random-brightness"),
+        ({"label_smoothing": 1.0}, "--label-smoothing"),
+        ({"class_weights": "sometimes"}, "--class-weights"),
+        ({"lr_schedule": "linear"}, "--lr-schedule"),
     ],
 )
 def test_invalid_training_settings_name_the_flag(changes, flag):

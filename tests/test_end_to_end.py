@@ -4,6 +4,7 @@ then a photo classified with the pushed model through label_image.py."""
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -253,6 +254,9 @@ def test_a_worse_model_is_not_blessed_and_the_pushed_model_stays(first_run):
     completed = _run(worse)
     assert completed.returncode == 0, completed.stderr[-5000:]
     assert "pushed model   none: the model was not blessed" in completed.stdout
+    # Only head settings changed: every photo's features came from the bottleneck cache.
+    output = completed.stdout + completed.stderr
+    assert re.search(r"features of \d+ photos in \d+ s \(0 computed", output), output[-3000:]
     states = _component_states(root / "out")
     assert states["Trainer"] == "COMPLETE" and states["Evaluator"] == "COMPLETE"
     assert sorted(path.name for path in serving.iterdir()) == versions_before
