@@ -210,7 +210,7 @@ def _training_section(content: ReportContent) -> str:
         parts = [
             img(plots.training_curves_figure(content.curves, content.phase_starts),
                 "training curves: loss and accuracy per epoch, train and validation"),
-            _paragraph("A dashed line marks where fine-tuning of the whole network began."
+            _paragraph("A dashed line marks where fine-tuning began."
                        if content.phase_starts else "Head training only (no fine-tuning)."),
             table(["metric", "run", "epochs", "last", "best", "best epoch"],
                   _curve_rows(content.curves)),
