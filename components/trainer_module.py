@@ -18,6 +18,7 @@ TFLite copies go to `tflite/` beside it (components/tflite_export.py).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import re
@@ -132,12 +133,13 @@ class TopBlocksKerasLayer(hub.KerasLayer):
 class TransferModel:
     """The MobileNet backbone, a new head, and the two models that share them."""
 
-    def __init__(self, settings: TrainingConfig):
+    def __init__(self, settings: TrainingConfig, fine_tuning: bool = True):
         num_classes = len(settings.class_names)
         self.backbone = TopBlocksKerasLayer(
-            settings.model_handle, settings.fine_tune_from_block, trainable=True, name="mobilenet"
+            settings.model_handle, settings.fine_tune_from_block, trainable=fine_tuning,
+            name="mobilenet",
         )
-        if not self.backbone.trainable_weights:
+        if fine_tuning and not self.backbone.trainable_weights:
             # Not a MobileNet V1 (no conv_dw_N / conv_pw_N variables): fine-tune all of it.
             logger.warning(
                 "Trainer: %s has no MobileNet V1 blocks to pick from; fine-tuning all of it "
@@ -421,42 +423,114 @@ def split_features(transfer: TransferModel, settings: TrainingConfig, fn_args,
     return features
 
 
-def run_fn(fn_args) -> None:
-    """TFX Trainer entry point."""
+def save_feature_extractor(feature_extractor: tf_keras.Model, image_size: int,
+                           export_dir: str) -> None:
+    """A (fine-tuned) backbone as a TF Hub reusable SavedModel, which hub.KerasLayer loads.
+
+    The bare interface (`__call__`, variables, trainable_variables, regularization_losses) on
+    a plain trackable, as TF Hub's own modules have; batch norm stays in inference mode, as it
+    was while fine-tuning.
+    """
+    spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")
+
+    # autograph=False: MobileNet has no data-dependent Python control flow to convert.
+    @tf.function(autograph=False)
+    def call(images, training=False):
+        return feature_extractor(images, training=False)
+
+    call.get_concrete_function(spec, True)
+    call.get_concrete_function(spec, False)
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serving_default(images):
+        return {"feature_vector": call(images, training=False)}
+
+    module = tf.train.Checkpoint()
+    module.__call__ = call
+    module.variables = list(feature_extractor.variables)
+    module.trainable_variables = list(feature_extractor.trainable_variables)
+    module.regularization_losses = []
+    tf.saved_model.save(module, export_dir, signatures={"serving_default": serving_default})
+
+
+class _Phases:
+    """What both entry points share: settings, datasets, features and class weights."""
+
+    def __init__(self, fn_args, settings: TrainingConfig, fine_tuning: bool):
+        self.fn_args, self.settings = fn_args, settings
+        tf_keras.utils.set_random_seed(settings.seed)
+        self.tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+        self.eval_ds = self.dataset(fn_args.eval_files, False)
+        self.transfer = TransferModel(settings, fine_tuning=fine_tuning)
+        self.features = split_features(self.transfer, settings, fn_args, self.tf_transform_output)
+        self.num_train = len(self.features["train"][1])
+        self.weights = class_weights(
+            self.features["train"][1], len(settings.class_names), settings.class_weights
+        )
+        if self.weights:
+            logger.info("Trainer: class weights %s", {
+                settings.class_names[label]: round(weight, 2)
+                for label, weight in self.weights.items()
+            })
+
+    def dataset(self, files, shuffle, distortions=None):
+        return make_dataset(files, self.tf_transform_output, self.settings.image_size,
+                            self.settings.train_batch_size, shuffle=shuffle,
+                            seed=self.settings.seed, distortions=distortions)
+
+    def train_head(self) -> int:
+        return train_head(self.transfer, self.settings, self.features,
+                          self.fn_args.model_run_dir, self.weights)
+
+    def fine_tune(self, head_epochs: int) -> None:
+        train_ds = self.dataset(
+            self.fn_args.train_files, True, augmentation.Distortions.from_settings(self.settings)
+        )
+        fine_tune(self.transfer, self.settings, train_ds, self.eval_ds,
+                  self.fn_args.model_run_dir, head_epochs, self.num_train, self.weights)
+
+
+def fine_tune_fn(fn_args) -> None:
+    """The FineTuner's entry point (a second TFX Trainer): phases 1 and 2, then the backbone.
+
+    It trains a head on cached features, fine-tunes from it, and writes the fine-tuned
+    MobileNet as a TF Hub module for the Trainer (its `base_model`), which then fits the final
+    head on that module's cached features. So a change of head settings reruns only the
+    Trainer, in seconds, and TFX's cache skips this component.
+    """
     settings = TrainingConfig.from_custom_config(fn_args.custom_config)
-    tf_keras.utils.set_random_seed(settings.seed)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    phases = _Phases(fn_args, settings, fine_tuning=True)
+    phases.fine_tune(phases.train_head())
+    save_feature_extractor(
+        phases.transfer.feature_extractor, settings.image_size, fn_args.serving_model_dir
+    )
 
-    def dataset(files, shuffle, distortions=None):
-        return make_dataset(files, tf_transform_output, settings.image_size,
-                            settings.train_batch_size, shuffle=shuffle, seed=settings.seed,
-                            distortions=distortions)
 
-    eval_ds = dataset(fn_args.eval_files, False)
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point: the head, and the exported classifier.
+
+    With a `base_model` (the FineTuner's fine-tuned MobileNet) only the head is trained, on
+    that module's features; without one, both phases run here.
+    """
+    settings = TrainingConfig.from_custom_config(fn_args.custom_config)
+    if fn_args.base_model:
+        settings = dataclasses.replace(
+            settings, model_handle=fn_args.base_model, fine_tune_epochs=0
+        )
+        logger.info("Trainer: the head on the fine-tuned MobileNet %s", fn_args.base_model)
+    phases = _Phases(fn_args, settings, fine_tuning=settings.fine_tune_epochs > 0)
     # Its own shuffled dataset, so that training's shuffle order stays as without the samples.
     training_summaries.log_sample_images(
-        fn_args.model_run_dir, dataset(fn_args.train_files, True), settings.class_names
+        fn_args.model_run_dir, phases.dataset(fn_args.train_files, True), settings.class_names
     )
-    transfer = TransferModel(settings)
-    features = split_features(transfer, settings, fn_args, tf_transform_output)
-    train_labels = features["train"][1]
-    weights = class_weights(train_labels, len(settings.class_names), settings.class_weights)
-    if weights:
-        logger.info("Trainer: class weights %s", {
-            settings.class_names[label]: round(weight, 2) for label, weight in weights.items()})
-    head_epochs = 0
-    if settings.epochs > 0:
-        head_epochs = train_head(transfer, settings, features, fn_args.model_run_dir, weights)
+    head_epochs = phases.train_head()
     if settings.fine_tune_epochs > 0:
-        train_ds = dataset(
-            fn_args.train_files, True, augmentation.Distortions.from_settings(settings)
-        )
-        fine_tune(transfer, settings, train_ds, eval_ds, fn_args.model_run_dir, head_epochs,
-                  len(train_labels), weights)
-    export_model(transfer.model, tf_transform_output, settings, fn_args.serving_model_dir)
+        phases.fine_tune(head_epochs)
+    model = phases.transfer.model
+    export_model(model, phases.tf_transform_output, settings, fn_args.serving_model_dir)
     # Beside the SavedModel, so the Pusher (which copies the whole folder) pushes them too.
     tflite_export.write_tflite_models(
-        transfer.model, settings.image_size, settings.class_names,
-        tflite_export.calibration_images(dataset(fn_args.train_files, False)),
+        model, settings.image_size, settings.class_names,
+        tflite_export.calibration_images(phases.dataset(fn_args.train_files, False)),
         fn_args.serving_model_dir,
     )

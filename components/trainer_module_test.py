@@ -1,5 +1,6 @@
 """Tests of the Trainer's run_fn and its pieces, on a random-weight MobileNet."""
 
+import dataclasses
 import io
 import os
 
@@ -211,3 +212,50 @@ def test_run_fn_trains_and_exports_both_signatures(transformed, hub_module, tmp_
     serve_examples = loaded.signatures[trainer_module.SERVING_EXAMPLES_SIGNATURE]
     from_examples = serve_examples(examples=tf.constant([example.SerializeToString()]))
     assert from_examples["scores"].numpy().argmax() == 1
+
+
+def test_fine_tuner_hands_the_trainer_a_fine_tuned_module(transformed, hub_module, tmp_path):
+    import tensorflow_hub as hub
+
+    settings = TrainingConfig(
+        model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES,
+        # A barely trained head, so that fine-tuning improves the validation loss and its
+        # weights (not the head-only ones) are kept.
+        epochs=1, learning_rate=1e-4, fine_tune_epochs=2, fine_tune_learning_rate=1e-3,
+        train_batch_size=8, bottleneck_dir=str(tmp_path / "bottlenecks"),
+    )
+
+    def fn_args(name, base_model=None, **changes):
+        return FnArgs(
+            train_files=[str(transformed / "train.gz")],
+            eval_files=[str(transformed / "eval.gz")],
+            transform_output=str(transformed / "transform_graph"),
+            serving_model_dir=str(tmp_path / name / "model"),
+            model_run_dir=str(tmp_path / name / "logs"),
+            base_model=base_model,
+            custom_config=dataclasses.replace(settings, **changes).to_custom_config(),
+        )
+
+    fine_tuner_args = fn_args("fine_tuner")
+    trainer_module.fine_tune_fn(fine_tuner_args)
+    fine_tuned = fine_tuner_args.serving_model_dir
+    original = {w.name: w.numpy() for w in hub.KerasLayer(hub_module).weights}
+    tuned = {w.name: w.numpy() for w in hub.KerasLayer(fine_tuned).weights}
+    assert tuned.keys() == original.keys()
+    changed = {trainer_module.block_of(name) for name in tuned
+               if not np.array_equal(tuned[name], original[name])}
+    assert changed == {12, 13}  # only the top blocks were fine-tuned
+    assert bottleneck_cache.module_key(fine_tuned) != bottleneck_cache.module_key(hub_module)
+
+    shards = str(tmp_path / "bottlenecks" / "*" / "features-*.npz")
+    trainer_args = fn_args("trainer", base_model=fine_tuned, epochs=15, learning_rate=0.01)
+    trainer_module.run_fn(trainer_args)
+    assert len(tf.io.gfile.glob(shards)) == 2  # the original module's, the fine-tuned one's
+    loaded = tf.saved_model.load(trainer_args.serving_model_dir)
+    scores = loaded.signatures[trainer_module.SERVING_IMAGES_SIGNATURE](
+        images=tf.constant([_photo(0, 200), _photo(1, 201)]))["scores"].numpy()
+    assert scores.argmax(axis=1).tolist() == [0, 1]
+
+    # Another head learning rate: every feature comes from the cache, no new shard.
+    trainer_module.run_fn(fn_args("rerun", base_model=fine_tuned, epochs=15, learning_rate=0.02))
+    assert len(tf.io.gfile.glob(shards)) == 2

@@ -141,6 +141,8 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                          help="dotted name of Transform's preprocessing_fn")
     plugins.add_argument("--run-fn", default=config_lib.DEFAULT_RUN_FN,
                          help="dotted name of Trainer's run_fn")
+    plugins.add_argument("--fine-tune-fn", default=config_lib.DEFAULT_FINE_TUNE_FN,
+                         help="dotted name of the FineTuner's run_fn (phase 2)")
     plugins.add_argument("--extra-component", action="append", default=[],
                          help="dotted name of factory(config, components) -> [components] "
                          "whose components are added to the pipeline; repeatable")
@@ -375,6 +377,7 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
         beam_pipeline_args=beam_args,
         preprocessing_fn=args.preprocessing_fn,
         run_fn=args.run_fn,
+        fine_tune_fn=args.fine_tune_fn,
         extra_components=tuple(args.extra_component),
         code_fingerprint=code_fingerprint(),
     )

@@ -24,6 +24,7 @@ FLOWER_PHOTOS_URL = "https://download.tensorflow.org/example_images/flower_photo
 # Where the Transform and Trainer find their user code; overridable to plug in other modules.
 DEFAULT_PREPROCESSING_FN = "components.transform_module.preprocessing_fn"
 DEFAULT_RUN_FN = "components.trainer_module.run_fn"
+DEFAULT_FINE_TUNE_FN = "components.trainer_module.fine_tune_fn"
 
 # Feature names of the tf.Examples written by ImageExampleGen.
 IMAGE_KEY = "image/encoded"
@@ -136,10 +137,11 @@ class TrainingConfig:
         for flag, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{flag} must be positive, got {value}")
-        if self.epochs < 0 or self.fine_tune_epochs < 0:
-            raise ConfigError("--epochs and --fine-tune-epochs must be >= 0")
-        if self.epochs == 0 and self.fine_tune_epochs == 0:
-            raise ConfigError("--epochs and --fine-tune-epochs cannot both be 0")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1 (the head is always trained), "
+                              f"got {self.epochs}")
+        if self.fine_tune_epochs < 0:
+            raise ConfigError(f"--fine-tune-epochs must be >= 0, got {self.fine_tune_epochs}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.fine_tune_learning_rate < 0:
@@ -167,6 +169,15 @@ class TrainingConfig:
             raise ConfigError(
                 f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
             )
+
+    def for_fine_tuning(self) -> TrainingConfig:
+        """The FineTuner's settings: the head it starts from always has the default head
+        settings, so that changing --learning-rate, --epochs or --dropout (the final head's)
+        never reruns fine-tuning."""
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        return dataclasses.replace(
+            self, **{name: defaults[name] for name in ("learning_rate", "epochs", "dropout")}
+        )
 
     def to_custom_config(self) -> dict:
         """A JSON-serialisable dict, as TFX stores custom_config in ML Metadata."""
@@ -213,6 +224,7 @@ class PipelineConfig:
     # `factory(config, components) -> list[BaseNode]` appended to the pipeline.
     preprocessing_fn: str = DEFAULT_PREPROCESSING_FN
     run_fn: str = DEFAULT_RUN_FN
+    fine_tune_fn: str = DEFAULT_FINE_TUNE_FN
     extra_components: tuple[str, ...] = ()
     # A fingerprint of the user code, so that TFX's cache misses when that code changes.
     code_fingerprint: str = ""

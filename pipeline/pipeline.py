@@ -1,7 +1,8 @@
 """`create_pipeline(config)`: the tfx-poets pipeline, with no I/O and no orchestrator.
 
 ImageExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema) -> ExampleValidator
--> Transform (resize) -> Trainer (MobileNet) -> Evaluator (blessing) -> Pusher (atomic)
+-> Transform (resize) -> FineTuner (top MobileNet blocks) -> Trainer (head, export)
+-> Evaluator (blessing) -> Pusher (atomic)
 (+ an Evaluator on the held-out test split, which only records metrics,
  and a RunReport: one HTML page of the run's data, training and test results).
 The runners (runner_local.py, ...) bind paths and an orchestrator to what this returns.
@@ -109,11 +110,25 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         # The preprocessing has no analyzers, so there is nothing to cache between runs.
         disable_analyzer_cache=True,
     )
+    fine_tuner = None
+    if config.training.fine_tune_epochs > 0:
+        # Phase 2 in a component of its own: its output, the fine-tuned MobileNet, is cached by
+        # TFX, so a rerun that changes only the final head's settings skips it.
+        fine_tuner = tfx.components.Trainer(
+            run_fn=config.fine_tune_fn,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
+            eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
+            custom_config={**config.training.for_fine_tuning().to_custom_config(), **code_version},
+        ).with_id(results.FINE_TUNER_ID)
     trainer = tfx.components.Trainer(
         run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        base_model=fine_tuner.outputs["model"] if fine_tuner else None,
         train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
         custom_config={**config.training.to_custom_config(), **code_version},
@@ -144,8 +159,9 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
     components = {
         node.id: node
         for node in (
-            example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-            latest_blessed_model, evaluator, pusher,
+            example_gen, statistics_gen, schema_gen, example_validator, transform,
+            *([fine_tuner] if fine_tuner else []), trainer, latest_blessed_model, evaluator,
+            pusher,
         )
     }
     if config.evaluation.evaluate_test_split:
@@ -167,6 +183,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
             components[results.TEST_EVALUATOR_ID].outputs["evaluation"]
             if results.TEST_EVALUATOR_ID in components else None
         ),
+        fine_tune_run=fine_tuner.outputs["model_run"] if fine_tuner else None,
         split=TEST if config.data.testing_percentage > 0 else EVAL,
         code_fingerprint=config.code_fingerprint,
     ).with_id(results.RUN_REPORT_ID)

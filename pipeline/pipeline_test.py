@@ -33,15 +33,17 @@ def test_pipeline_has_every_component_wired_in_order():
     ids = [component.id for component in pipeline.components]
     assert set(ids) == {
         "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-        "Trainer", "latest_blessed_model_resolver", "Evaluator", "TestEvaluator", "Pusher",
-        "RunReport",
+        "FineTuner", "Trainer", "latest_blessed_model_resolver", "Evaluator", "TestEvaluator",
+        "Pusher", "RunReport",
     }
     upstream = {c.id: {u.id for u in c.upstream_nodes} for c in pipeline.components}
     assert upstream["Transform"] == {"ImageExampleGen", "ImportSchemaGen"}
-    assert upstream["Trainer"] == {"Transform", "ImportSchemaGen"}
+    assert upstream["FineTuner"] == {"Transform", "ImportSchemaGen"}
+    assert upstream["Trainer"] == {"Transform", "ImportSchemaGen", "FineTuner"}
     assert upstream["Evaluator"] == {"ImageExampleGen", "Trainer", "latest_blessed_model_resolver"}
     assert upstream["Pusher"] == {"Trainer", "Evaluator"}
-    assert upstream["RunReport"] == {"ImageExampleGen", "StatisticsGen", "Trainer", "TestEvaluator"}
+    assert upstream["RunReport"] == {
+        "ImageExampleGen", "StatisticsGen", "FineTuner", "Trainer", "TestEvaluator"}
     assert pipeline.enable_cache is True
     assert pipeline.pipeline_info.pipeline_root == "/nonexistent/root/artifacts"
 
@@ -55,6 +57,35 @@ def test_trainer_and_transform_get_their_settings():
     transform = components["Transform"].exec_properties
     assert transform["preprocessing_fn"] == config_lib.DEFAULT_PREPROCESSING_FN
     assert '"image_size": 224' in transform["custom_config"]
+
+
+def test_the_fine_tuner_ignores_the_final_heads_settings_so_tuning_them_keeps_its_cache():
+    import json
+
+    def fine_tuner_config(**head):
+        training = config_lib.TrainingConfig(
+            "/nonexistent/hub", class_names=("a", "b", "c"), **head)
+        components = create_components(_config(training=training))
+        fine_tuner = components["FineTuner"].exec_properties
+        assert fine_tuner["run_fn"] == config_lib.DEFAULT_FINE_TUNE_FN
+        return fine_tuner["custom_config"], components["Trainer"].exec_properties["custom_config"]
+
+    default_fine_tuner, default_trainer = fine_tuner_config()
+    tuned_fine_tuner, tuned_trainer = fine_tuner_config(learning_rate=0.003, epochs=5, dropout=0.5)
+    assert tuned_fine_tuner == default_fine_tuner
+    assert json.loads(tuned_trainer)["learning_rate"] == 0.003 != json.loads(default_trainer)[
+        "learning_rate"]
+    # A fine-tuning setting does reach it.
+    changed, _ = fine_tuner_config(fine_tune_learning_rate=3e-4)
+    assert json.loads(changed)["fine_tune_learning_rate"] == 3e-4
+
+
+def test_without_fine_tuning_there_is_no_fine_tuner():
+    training = config_lib.TrainingConfig(
+        "/nonexistent/hub", class_names=("a", "b", "c"), fine_tune_epochs=0)
+    components = {c.id: c for c in create_pipeline(_config(training=training)).components}
+    assert "FineTuner" not in components
+    assert {u.id for u in components["Trainer"].upstream_nodes} == {"Transform", "ImportSchemaGen"}
 
 
 def test_evaluator_blesses_only_above_min_accuracy_and_not_worse_than_baseline():

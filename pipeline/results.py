@@ -8,6 +8,7 @@ from pipeline.config import PipelineConfig
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 TEST_EVALUATOR_ID = "TestEvaluator"
+FINE_TUNER_ID = "FineTuner"
 RUN_REPORT_ID = "RunReport"
 
 

@@ -5,7 +5,8 @@ codelab's tensorboard.sh did:
 
 Each Trainer execution writes its Keras TensorBoard logs to its own ModelRun folder,
 `<pipeline-root>/artifacts/Trainer/model_run/<execution id>/`; each becomes one TensorBoard run,
-`run-<execution id>`, so runs compare side by side. TensorBoard is bound to 127.0.0.1; a taken
+`run-<execution id>`, so runs compare side by side. The FineTuner's (phase 2) become
+`fine-tune-<execution id>`. TensorBoard is bound to 127.0.0.1; a taken
 port is reported in one line and the next free one is used.
 
 (Not a top-level `tensorboard.py`: in the repository root that file would shadow the
@@ -29,6 +30,8 @@ DEFAULT_PORT = 6006
 PORT_ATTEMPTS = 100
 EVENT_FILE_PREFIX = "events.out.tfevents."
 RUN_NAME_PREFIX = "run-"
+# (component id, run name prefix) of the components that write training logs.
+TRAINING_COMPONENTS = (("Trainer", RUN_NAME_PREFIX), ("FineTuner", "fine-tune-"))
 EXIT_USAGE = 2
 
 
@@ -36,9 +39,9 @@ class TensorBoardError(Exception):
     """Something the user can fix (no logs, no free port); one line on stderr, exit code 2."""
 
 
-def model_run_root(pipeline_root: str) -> str:
-    """Where the Trainer's ModelRun artifacts live: one folder per Trainer execution."""
-    return os.path.join(pipeline_root, "artifacts", "Trainer", "model_run")
+def model_run_root(pipeline_root: str, component: str = "Trainer") -> str:
+    """Where a component's ModelRun artifacts live: one folder per execution."""
+    return os.path.join(pipeline_root, "artifacts", component, "model_run")
 
 
 def _has_event_files(folder: str) -> bool:
@@ -53,17 +56,18 @@ def _execution_order(name: str) -> tuple[int, str]:
 
 
 def training_log_dirs(pipeline_root: str) -> dict[str, str]:
-    """{run name: log folder} of every Trainer execution that wrote TensorBoard events, oldest
-    first. A folder without event files (a Trainer that failed early) is left out."""
-    root = model_run_root(pipeline_root)
-    if not os.path.isdir(root):
-        return {}
-    runs = {}
-    for name in sorted(os.listdir(root), key=_execution_order):
-        folder = os.path.join(root, name)
-        if os.path.isdir(folder) and _has_event_files(folder):
-            runs[f"{RUN_NAME_PREFIX}{name}"] = os.path.abspath(folder)
-    return runs
+    """{run name: log folder} of every Trainer and FineTuner execution that wrote TensorBoard
+    events, oldest first. A folder without event files (one that failed early) is left out."""
+    found = []
+    for component, prefix in TRAINING_COMPONENTS:
+        root = model_run_root(pipeline_root, component)
+        if not os.path.isdir(root):
+            continue
+        for name in os.listdir(root):
+            folder = os.path.join(root, name)
+            if os.path.isdir(folder) and _has_event_files(folder):
+                found.append((_execution_order(name), f"{prefix}{name}", os.path.abspath(folder)))
+    return {run: folder for _, run, folder in sorted(found)}
 
 
 def logdir_spec(runs: Mapping[str, str]) -> str:

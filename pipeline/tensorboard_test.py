@@ -48,6 +48,15 @@ def test_training_log_dirs_names_each_execution_in_numeric_order(tmp_path):
     assert list(runs) == ["run-7", "run-9", "run-10"]
 
 
+def test_fine_tuner_runs_are_served_beside_the_trainer_runs(tmp_path):
+    root = _fake_pipeline_root(tmp_path, execution_ids=(9,))
+    fine_tune = root / "artifacts" / "FineTuner" / "model_run" / "8"
+    _write_events(fine_tune / "train")
+    runs = tensorboard.training_log_dirs(str(root))
+    assert list(runs) == ["fine-tune-8", "run-9"]
+    assert runs["fine-tune-8"] == str(fine_tune)
+
+
 def test_training_log_dirs_of_a_root_without_a_trainer_is_empty(tmp_path):
     assert tensorboard.training_log_dirs(str(tmp_path)) == {}
 

@@ -39,6 +39,10 @@ class RunReportSpec(types.ComponentSpec):
         executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics),
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         executor.MODEL_RUN_KEY: ChannelParameter(type=standard_artifacts.ModelRun),
+        # The FineTuner's logs (warm-up head, then fine-tuning): its curves are the ones shown.
+        executor.FINE_TUNE_RUN_KEY: ChannelParameter(
+            type=standard_artifacts.ModelRun, optional=True
+        ),
         # The TestEvaluator's output; without it the matrix comes from the report's predictions.
         executor.EVALUATION_KEY: ChannelParameter(
             type=standard_artifacts.ModelEvaluation, optional=True
@@ -60,6 +64,7 @@ class RunReport(base_component.BaseComponent):
         model: types.BaseChannel,
         model_run: types.BaseChannel,
         evaluation: types.BaseChannel | None = None,
+        fine_tune_run: types.BaseChannel | None = None,
         split: str = "test",
         max_misclassified: int = DEFAULT_MAX_MISCLASSIFIED,
         code_fingerprint: str = "",
@@ -70,6 +75,7 @@ class RunReport(base_component.BaseComponent):
             model=model,
             model_run=model_run,
             evaluation=evaluation,
+            fine_tune_run=fine_tune_run,
             split=split,
             max_misclassified=max_misclassified,
             code_fingerprint=code_fingerprint,

@@ -29,6 +29,7 @@ EXAMPLES_KEY = "examples"
 STATISTICS_KEY = "statistics"
 MODEL_KEY = "model"
 MODEL_RUN_KEY = "model_run"
+FINE_TUNE_RUN_KEY = "fine_tune_run"
 EVALUATION_KEY = "evaluation"
 REPORT_KEY = "report"
 SPLIT_KEY = "split"
@@ -159,8 +160,12 @@ class Executor(base_executor.BaseExecutor):
                            or json.loads(examples.get_string_custom_property("class_names")))
         splits = report_data.ordered_splits(artifact_utils.decode_split_names(
             examples.split_names))
-        curves, phase_starts = read_training_events(model_run.uri)
+        fine_tune_run = _single(input_dict, FINE_TUNE_RUN_KEY)
         notes = []
+        curves, phase_starts = read_training_events((fine_tune_run or model_run).uri)
+        if fine_tune_run is not None:
+            notes.append("The training curves are the FineTuner's (a warm-up head, then "
+                         "fine-tuning); the final head's are in TensorBoard.")
         files = split_files(examples, split) if split in splits else []
         matrix, mistakes, source = None, report_data.WorstMistakes(0), ""
         if files:

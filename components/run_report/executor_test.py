@@ -113,13 +113,14 @@ def _write_model(root):
     return model
 
 
-def _write_model_run(root):
-    """Head phase epochs 0-4, then a second event file (fine-tuning) for epochs 5-6."""
+def _write_model_run(root, name="model_run", phases=((0, 5), (5, 7))):
+    """By default the FineTuner's: head phase epochs 0-4, then a second event file
+    (fine-tuning) for epochs 5-6."""
     model_run = standard_artifacts.ModelRun()
-    model_run.uri = str(root / "model_run")
+    model_run.uri = str(root / name)
     for run, offset in (("train", 0.0), ("validation", 0.1)):
-        for epochs in (range(0, 5), range(5, 7)):
-            writer = tf.summary.create_file_writer(str(root / "model_run" / run))
+        for epochs in (range(*phase) for phase in phases):
+            writer = tf.summary.create_file_writer(str(root / name / run))
             with writer.as_default():
                 for epoch in epochs:
                     tf.summary.scalar("epoch_loss", 1.0 / (epoch + 1) + offset, step=epoch)
@@ -141,7 +142,9 @@ def report_html(tmp_path_factory):
         executor.EXAMPLES_KEY: [_write_examples(root, photos_by_split)],
         executor.STATISTICS_KEY: [_write_statistics(root, photos_by_split)],
         executor.MODEL_KEY: [_write_model(root)],
-        executor.MODEL_RUN_KEY: [_write_model_run(root)],
+        # The Trainer's final head: one phase; the report shows the FineTuner's two.
+        executor.MODEL_RUN_KEY: [_write_model_run(root, "trainer_run", phases=((0, 3),))],
+        executor.FINE_TUNE_RUN_KEY: [_write_model_run(root)],
     }
     report = component.RunReportArtifact()
     report.uri = str(root / "report")
@@ -170,6 +173,8 @@ def test_report_shows_the_data_training_and_test_results(report_html):
     assert "Accuracy 75.0% on 12 test photos" in page
     assert "3 of 12 photos are misclassified; the 2 the model was surest of" in page
     assert "A dashed line marks where fine-tuning" in page
+    assert "The training curves are the FineTuner&#x27;s" in page or (
+        "The training curves are the FineTuner's" in page)
 
 
 def test_report_is_self_contained_and_every_image_is_a_png(report_html):
