@@ -71,12 +71,25 @@ def next_version(base_directory: str, now: float) -> str:
     return str(max(int(now), newest + 1))
 
 
+def link_or_copy(source: str, target: str, *, follow_symlinks: bool = True) -> str:
+    """A hard link where source and target share a file system, else a copy.
+
+    Model artifacts and pushed versions are never modified in place, so they can share their
+    bytes: a push then costs no disk space (about 45 MB per MobileNet 1.0 model).
+    """
+    try:
+        os.link(source, target, follow_symlinks=follow_symlinks)
+    except OSError:
+        shutil.copy2(source, target, follow_symlinks=follow_symlinks)
+    return target
+
+
 def push_atomically(model_path: str, base_directory: str, version: str) -> str:
     """Copies `model_path` to `base_directory/version` all at once; returns that folder."""
     os.makedirs(base_directory, exist_ok=True)
     partial = os.path.join(base_directory, f"{PARTIAL_PREFIX}{version}")
     final = os.path.join(base_directory, version)
-    shutil.copytree(model_path, partial)
+    shutil.copytree(model_path, partial, copy_function=link_or_copy)
     os.rename(partial, final)
     return final
 

@@ -1,5 +1,6 @@
 import json
 import os
+import pathlib
 import shutil
 
 import pytest
@@ -103,6 +104,32 @@ def test_a_push_that_dies_mid_copy_leaves_no_version_and_the_next_push_cleans_up
     monkeypatch.undo()
     pushed = _push(tmp_path, _model(tmp_path, "same_model_rerun"))
     assert os.listdir(tmp_path / "serving") == [pushed.get_string_custom_property("pushed_version")]
+
+
+def test_a_push_shares_the_models_bytes_by_hard_links(tmp_path):
+    model = _model(tmp_path)
+    pushed = _push(tmp_path, model)
+    version = tmp_path / "serving" / pushed.get_string_custom_property("pushed_version")
+    serving = pathlib.Path(model.uri) / "Format-Serving"
+    source_files = sorted(p for p in serving.rglob("*") if p.is_file())
+    assert len(source_files) == 2
+    for source in source_files:
+        target = version / source.relative_to(serving)
+        assert target.read_bytes() == source.read_bytes()
+        assert os.stat(target).st_ino == os.stat(source).st_ino
+
+
+def test_link_or_copy_copies_when_linking_fails(tmp_path, monkeypatch):
+    source = tmp_path / "a"
+    source.write_bytes(b"model")
+
+    def no_links(*args, **kwargs):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    executor.link_or_copy(str(source), str(tmp_path / "b"))
+    assert (tmp_path / "b").read_bytes() == b"model"
+    assert os.stat(tmp_path / "b").st_ino != os.stat(source).st_ino
 
 
 def test_versions_stay_apart_and_increase_within_one_second(tmp_path):
