@@ -18,7 +18,9 @@ TFLite copies go to `tflite/` beside it (components/tflite_export.py).
 from __future__ import annotations
 
 import collections
+import ctypes
 import dataclasses
+import gc
 import logging
 import os
 import re
@@ -490,6 +492,24 @@ class _Phases:
                   self.fn_args.model_run_dir, head_epochs, self.num_train, self.weights)
 
 
+def release_memory(clear_keras_session: bool = True) -> None:
+    """Hands the memory of a finished training back to the OS.
+
+    TFX's local runner runs every component in one process, so what one trainer leaves
+    allocated (Keras graphs, freed but unreturned heap) would otherwise sit under the next
+    one's peak: measured, the Trainer started at 2.3 GB after the FineTuner and reached
+    3.06 GB converting to TFLite.
+    """
+    gc.collect()
+    if clear_keras_session:  # only once no model of this component is used any more
+        tf_keras.backend.clear_session()
+        gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps it, nothing breaks
+        pass
+
+
 def fine_tune_fn(fn_args) -> None:
     """The FineTuner's entry point (a second TFX Trainer): phases 1 and 2, then the backbone.
 
@@ -504,6 +524,8 @@ def fine_tune_fn(fn_args) -> None:
     save_feature_extractor(
         phases.transfer.feature_extractor, settings.image_size, fn_args.serving_model_dir
     )
+    del phases
+    release_memory()
 
 
 def run_fn(fn_args) -> None:
@@ -529,8 +551,13 @@ def run_fn(fn_args) -> None:
     model = phases.transfer.model
     export_model(model, phases.tf_transform_output, settings, fn_args.serving_model_dir)
     # Beside the SavedModel, so the Pusher (which copies the whole folder) pushes them too.
+    calibration = tflite_export.calibration_images(phases.dataset(fn_args.train_files, False))
+    # The converters need only the model: the training state goes first, lowering the peak.
+    del phases
+    release_memory(clear_keras_session=False)
     tflite_export.write_tflite_models(
-        model, settings.image_size, settings.class_names,
-        tflite_export.calibration_images(phases.dataset(fn_args.train_files, False)),
+        model, settings.image_size, settings.class_names, calibration,
         fn_args.serving_model_dir,
     )
+    del model, calibration
+    release_memory()
