@@ -19,11 +19,13 @@ import argparse
 import gc
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import time
+
+# The Trainer's own pieces, also when run without the editable install.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -99,26 +101,15 @@ def median_step(step, warmup: int, steps: int) -> tuple[float, list[float]]:
 
 def block_of(variable_name: str) -> int:
     """MobileNet block of a hub variable: conv1 is 0, conv_dw_N / conv_pw_N is N."""
-    match = re.search(r"conv_(?:dw|pw)_(\d+)", variable_name)
-    return int(match.group(1)) if match else 0
+    # Imported here: the variant's environment must be set before TensorFlow is imported.
+    from components.trainer_module import block_of as trainer_block_of
+
+    return trainer_block_of(variable_name)
 
 
 def top_blocks_layer_class(hub):
-    class TopBlocksKerasLayer(hub.KerasLayer):
-        """A trainable hub.KerasLayer that reports only the blocks >= first_block as trainable."""
-
-        def __init__(self, handle, first_block: int, **kwargs):
-            self.first_block = first_block
-            super().__init__(handle, **kwargs)
-
-        @property
-        def trainable_weights(self):
-            return [w for w in super().trainable_weights if block_of(w.name) >= self.first_block]
-
-        @property
-        def non_trainable_weights(self):
-            frozen = [w for w in super().trainable_weights if block_of(w.name) < self.first_block]
-            return frozen + super().non_trainable_weights
+    """The Trainer's own hub.KerasLayer that trains only blocks >= first_block."""
+    from components.trainer_module import TopBlocksKerasLayer
 
     return TopBlocksKerasLayer
 
