@@ -65,13 +65,15 @@ def test_airflow_loads_the_dag_with_every_component_in_order(airflow_python, tmp
     upstream = dict(loaded["tasks"])
     assert set(order) == {
         "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-        "Trainer", "latest_blessed_model_resolver", "Evaluator", "TestEvaluator", "Pusher",
-        "RunReport",
+        "FineTuner", "Trainer", "latest_blessed_model_resolver", "Evaluator", "TestEvaluator",
+        "Pusher", "RunReport",
     }
-    for before, after in [("ImageExampleGen", "StatisticsGen"), ("Transform", "Trainer"),
+    for before, after in [("ImageExampleGen", "StatisticsGen"), ("Transform", "FineTuner"),
+                          ("FineTuner", "Trainer"),
                           ("Trainer", "Evaluator"), ("Evaluator", "Pusher")]:
         assert order.index(before) < order.index(after)
-    assert upstream["Trainer"] == ["ImportSchemaGen", "Transform"]
+    assert upstream["FineTuner"] == ["ImportSchemaGen", "Transform"]
+    assert upstream["Trainer"] == ["FineTuner", "ImportSchemaGen", "Transform"]
     assert upstream["Pusher"] == ["Evaluator", "Trainer"]
 
 

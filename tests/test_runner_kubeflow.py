@@ -33,18 +33,22 @@ def test_compiles_every_component_in_order_with_its_parameters(tmp_path):
     components = {name for name in tasks if "resolver" not in name}
     assert components == {
         "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-        "Trainer", "Evaluator", "TestEvaluator", "Pusher", "RunReport",
+        "FineTuner", "Trainer", "Evaluator", "TestEvaluator", "Pusher", "RunReport",
     }
     depends = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert depends["StatisticsGen"] == {"ImageExampleGen"}
     assert depends["Transform"] == {"ImageExampleGen", "ImportSchemaGen"}
-    assert depends["Trainer"] == {"Transform", "ImportSchemaGen"}
+    assert depends["FineTuner"] == {"Transform", "ImportSchemaGen"}
+    assert depends["Trainer"] == {"Transform", "ImportSchemaGen", "FineTuner"}
     assert {"Trainer", "ImageExampleGen"} <= depends["Evaluator"]
     assert depends["Pusher"] == {"Trainer", "Evaluator"}
 
     assert _parameter(tasks["ImageExampleGen"], "input_base") == "gs://my-bucket/flower_photos"
     trainer_config = json.loads(_parameter(tasks["Trainer"], "custom_config"))
     assert trainer_config["learning_rate"] == 0.002
+    # The FineTuner's warm-up head keeps the default head settings.
+    fine_tuner_config = json.loads(_parameter(tasks["FineTuner"], "custom_config"))
+    assert fine_tuner_config["learning_rate"] == 0.001
     assert trainer_config["class_names"] == FLOWERS.split(",")
     assert trainer_config["model_handle"].endswith("mobilenet_v1_100_224/feature_vector/5")
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
