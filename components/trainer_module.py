@@ -342,7 +342,8 @@ def fine_tune(transfer: TransferModel, settings: TrainingConfig, train_ds, eval_
     )
     logger.info(
         "Trainer: fine-tuning %d variables (blocks >= %d) for up to %d epochs",
-        len(transfer.backbone.trainable_weights), settings.fine_tune_from_block,
+        # The layer's own first block: 0 after the fallback for a module without blocks.
+        len(transfer.backbone.trainable_weights), transfer.backbone.first_block,
         settings.fine_tune_epochs,
     )
     transfer.model.fit(
