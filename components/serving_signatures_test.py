@@ -151,6 +151,20 @@ def test_serving_examples_agrees_with_serving_default(loaded):
     assert from_examples["scores"].numpy().argmax(axis=1).tolist() == [0, 1, 2]
 
 
+def test_a_single_photo_gets_one_row_equal_to_its_row_in_a_batch(loaded):
+    # A batch of one is padded to two inside the graph (oneDNN's slow batch-1 path).
+    photos = [_encode(_photo_pixels(label, seed=300 + label), "PNG") for label in range(3)]
+    batch = loaded.signatures["serving_default"](images=tf.constant(photos))["scores"].numpy()
+    for index, photo in enumerate(photos):
+        alone = loaded.signatures["serving_default"](images=tf.constant([photo]))
+        assert alone["scores"].shape == (1, 3) and alone["classes"].shape == (1, 3)
+        np.testing.assert_allclose(alone["scores"].numpy()[0], batch[index], atol=1e-5)
+    example = _raw_example(photos[1], 1).SerializeToString()
+    from_example = loaded.signatures["serving_examples"](examples=tf.constant([example]))
+    assert from_example["scores"].shape == (1, 3)
+    np.testing.assert_allclose(from_example["scores"].numpy()[0], batch[1], atol=1e-5)
+
+
 def test_run_fn_writes_tflite_models_and_labels_beside_the_saved_model(serving_dir):
     folder = serving_dir / tflite_export.TFLITE_DIR
     assert sorted(path.name for path in folder.iterdir()) == [

@@ -50,6 +50,25 @@ SERVING_EXAMPLES_SIGNATURE = "serving_examples"
 LABELS_FILE = "labels.txt"
 
 
+def keep_autograph_out_of_tf_keras() -> None:
+    """Tells AutoGraph not to convert tf_keras's own code, as it never converted `keras`'s.
+
+    TF 2.16's rules skip the `keras` package but not `tf_keras`, so tracing each Keras
+    train or test function converted Keras's internals statement by statement: 14.6 s for the
+    first epoch of a head on cached features against 0.9 s with this rule (BENCHMARKS.md).
+    Keras still converts the `call` of user layers and losses itself (`tf_convert`).
+    """
+    from tensorflow.python.autograph.core import config as autograph_config
+
+    rules = autograph_config.CONVERSION_RULES
+    if not any(isinstance(rule, autograph_config.DoNotConvert) and rule.matches("tf_keras")
+               for rule in rules):
+        autograph_config.CONVERSION_RULES = (autograph_config.DoNotConvert("tf_keras"), *rules)
+
+
+keep_autograph_out_of_tf_keras()
+
+
 def _expand_patterns(file_patterns: list[str]) -> list[str]:
     files = sorted(path for pattern in file_patterns for path in tf.io.gfile.glob(pattern))
     if not files:
@@ -272,9 +291,10 @@ def _callbacks(log_dir: str, patience: int, initial_loss: float = float("inf"),
         tf_keras.callbacks.TensorBoard(
             log_dir=log_dir, update_freq="epoch", write_graph=False, profile_batch=0
         ),
-        *([confusion_matrix] if confusion_matrix else []),
         tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
         KeepBestWeights(initial_loss),
+        # Last, so that a matrix drawn at the end of training shows the restored best weights.
+        *([confusion_matrix] if confusion_matrix else []),
     ]
 
 
@@ -329,17 +349,26 @@ def train_head(transfer: TransferModel, settings: TrainingConfig, features: dict
     return len(history.epoch)
 
 
+def head_eval_loss(transfer: TransferModel, eval_features: tuple) -> float:
+    """The eval loss of the trained head, on cached features.
+
+    The same number as a pass of the whole model over the eval images (the backbone as cached,
+    dropout off), in milliseconds instead of seconds. The head must be compiled.
+    """
+    features, labels = eval_features
+    return transfer.head.evaluate(features, labels, verbose=0, return_dict=True)["loss"]
+
+
 def fine_tune(transfer: TransferModel, settings: TrainingConfig, train_ds, eval_ds, log_dir,
-              initial_epoch: int, num_train: int, weights: dict | None) -> None:
-    """Phase 2: the top blocks at a small learning rate, keeping the best weights."""
+              initial_epoch: int, num_train: int, weights: dict | None,
+              initial_loss: float = float("inf")) -> None:
+    """Phase 2: the top blocks at a small learning rate, keeping the best weights.
+
+    `initial_loss`, the starting weights' eval loss, makes them a candidate too.
+    """
     steps = _steps(num_train, settings.train_batch_size)
     _compile(transfer.model, settings, learning_rate(
         settings, settings.fine_tune_learning_rate, settings.fine_tune_epochs, steps))
-    initial_loss = (
-        transfer.model.evaluate(eval_ds, verbose=0, return_dict=True)["loss"]
-        if initial_epoch > 0
-        else float("inf")
-    )
     logger.info(
         "Trainer: fine-tuning %d variables (blocks >= %d) for up to %d epochs",
         # The layer's own first block: 0 after the fallback for a module without blocks.
@@ -354,13 +383,25 @@ def fine_tune(transfer: TransferModel, settings: TrainingConfig, train_ds, eval_
         class_weight=weights,
         callbacks=_callbacks(
             log_dir, settings.early_stopping_patience, initial_loss,
-            # One extra forward pass over the eval images per epoch.
+            # One extra forward pass over the eval images, for the weights kept.
             confusion_matrix=training_summaries.ConfusionMatrixSummary(
                 log_dir, settings.class_names,
-                lambda model: extract_features(model, eval_ds)[::-1],
+                lambda model: extract_features(model, eval_ds)[::-1], every_epoch=False,
             ),
         ),
         verbose=2,
+    )
+
+
+def pad_single_image(pixels: tf.Tensor) -> tf.Tensor:
+    """A batch of one image as a batch of two copies of it; other batches as they are.
+
+    With oneDNN (TF_ENABLE_ONEDNN_OPTS=1: the runner's setting, and TF's default on Intel CPUs)
+    MobileNet on one image took 0.29 s against 0.05 s on two (BENCHMARKS.md, "Serving"), and
+    TFMA's adaptive batching, seeing slow single images, then kept evaluating in batches of 1-2.
+    """
+    return tf.cond(
+        tf.shape(pixels)[0] == 1, lambda: tf.concat([pixels, pixels], axis=0), lambda: pixels
     )
 
 
@@ -379,7 +420,7 @@ def _serving_signatures(model: tf_keras.Model, tf_transform_output, settings: Tr
                 [settings.image_size, settings.image_size, 3], tf.float32
             ),
         )
-        scores = model(pixels, training=False)
+        scores = model(pad_single_image(pixels), training=False)[: tf.shape(pixels)[0]]
         classes = tf.tile(class_names[tf.newaxis, :], [tf.shape(scores)[0], 1])
         return {"scores": scores, "classes": classes}
 
@@ -489,8 +530,13 @@ class _Phases:
         train_ds = self.dataset(
             self.fn_args.train_files, True, augmentation.Distortions.from_settings(self.settings)
         )
+        initial_loss = (
+            head_eval_loss(self.transfer, self.features["eval"]) if head_epochs > 0
+            else float("inf")
+        )
         fine_tune(self.transfer, self.settings, train_ds, self.eval_ds,
-                  self.fn_args.model_run_dir, head_epochs, self.num_train, self.weights)
+                  self.fn_args.model_run_dir, head_epochs, self.num_train, self.weights,
+                  initial_loss)
 
 
 def release_memory(clear_keras_session: bool = True) -> None:

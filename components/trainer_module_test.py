@@ -87,6 +87,23 @@ def test_cached_features_are_computed_once_per_photo(transformed, hub_module, tm
     np.testing.assert_array_equal(again_labels, labels)
 
 
+def test_head_eval_loss_equals_the_whole_models_eval_loss(transformed, hub_module):
+    settings = TrainingConfig(model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES,
+                              label_smoothing=0.1)
+    transfer = trainer_module.TransferModel(settings)
+    output = tft.TFTransformOutput(str(transformed / "transform_graph"))
+    eval_ds = trainer_module.make_dataset([str(transformed / "eval.gz")], output, IMAGE_SIZE, 3)
+    eval_features = trainer_module.extract_features(transfer.feature_extractor, eval_ds)
+    transfer.classifier.kernel.assign(
+        tf.random.stateless_normal(transfer.classifier.kernel.shape, seed=(1, 2)))
+    trainer_module._compile(transfer.head, settings, 0.01)
+    trainer_module._compile(transfer.model, settings, 0.01)
+    from_cache = trainer_module.head_eval_loss(transfer, eval_features)
+    from_images = transfer.model.evaluate(eval_ds, verbose=0, return_dict=True)["loss"]
+    assert from_cache == pytest.approx(from_images, rel=1e-4)
+    assert from_cache > 0
+
+
 def test_block_of_reads_mobilenet_variable_names():
     assert trainer_module.block_of("conv_dw_12/depthwise_kernel:0") == 12
     assert trainer_module.block_of("mobilenet/conv_pw_3_bn/gamma:0") == 3
@@ -105,6 +122,27 @@ def test_top_blocks_layer_trains_only_the_top_blocks(hub_module, first_block):
         assert {0, 1, 11} <= set(frozen)  # conv1 and the blocks below stay frozen
     else:
         assert set(trainable) == set(range(14))
+
+
+def test_autograph_leaves_tf_keras_alone_but_converts_our_code():
+    from tensorflow.python.autograph.core import config as autograph_config
+    from tensorflow.python.autograph.impl import conversion
+
+    trainer_module.keep_autograph_out_of_tf_keras()  # a second call adds no second rule
+    assert sum(rule.matches("tf_keras") for rule in autograph_config.CONVERSION_RULES) == 1
+    assert conversion.is_allowlisted(tf_keras.layers.Dense(2).call)
+    assert not conversion.is_allowlisted(trainer_module.smoothed_crossentropy(2, 0.1))
+
+
+def test_pad_single_image_doubles_only_a_batch_of_one():
+    one = tf.random.uniform([1, 4, 4, 3], seed=1)
+    padded = trainer_module.pad_single_image(one).numpy()
+    assert padded.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(padded[0], padded[1])
+    np.testing.assert_array_equal(padded[0], one.numpy()[0])
+    for count in (0, 2, 5):
+        batch = tf.random.uniform([count, 4, 4, 3], seed=2)
+        np.testing.assert_array_equal(trainer_module.pad_single_image(batch).numpy(), batch.numpy())
 
 
 def test_class_weights_only_when_classes_are_imbalanced():

@@ -77,3 +77,30 @@ def test_confusion_matrix_summary_logs_one_cheap_image_per_epoch(tmp_path):
     assert (steps[0][1][..., 2].astype(int) - steps[0][1][..., 0] > 60).any()
     # Matplotlib's rendering is the whole per-epoch cost on cached features: well under 1 s.
     assert summary.epochs_logged == 3 and summary.seconds / 3 < 1.0, summary.seconds
+
+
+def test_confusion_matrix_summary_at_the_end_predicts_once_with_the_final_weights(tmp_path):
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(40, 8)).astype(np.float32)
+    labels = rng.integers(0, len(CLASSES), 40)
+    model = tf_keras.Sequential([tf_keras.layers.Dense(len(CLASSES), activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    kernels_seen = []
+
+    def predict_eval(trained):
+        kernels_seen.append(trained.layers[0].kernel.numpy().copy())
+        return labels, trained(features).numpy()
+
+    class ZeroTheKernelAtTheEnd(tf_keras.callbacks.Callback):  # stands in for KeepBestWeights
+        def on_train_end(self, logs=None):
+            self.model.layers[0].kernel.assign(tf.zeros_like(self.model.layers[0].kernel))
+
+    summary = training_summaries.ConfusionMatrixSummary(
+        str(tmp_path), CLASSES, predict_eval, every_epoch=False
+    )
+    model.fit(features, labels, epochs=3, verbose=0,
+              callbacks=[ZeroTheKernelAtTheEnd(), summary])
+    steps = _image_summaries(tmp_path / "validation")[training_summaries.CONFUSION_MATRIX_TAG]
+    assert [step for step, _ in steps] == [2]
+    assert len(kernels_seen) == 1 and not kernels_seen[0].any()
+    assert summary.epochs_logged == 1
