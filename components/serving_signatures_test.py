@@ -152,7 +152,7 @@ def test_serving_examples_agrees_with_serving_default(loaded):
 
 
 def test_a_single_photo_gets_one_row_equal_to_its_row_in_a_batch(loaded):
-    # A batch of one is padded to two inside the graph (oneDNN's slow batch-1 path).
+    # serving_examples pads a batch of one to two inside the graph (oneDNN's slow batch-1 path).
     photos = [_encode(_photo_pixels(label, seed=300 + label), "PNG") for label in range(3)]
     batch = loaded.signatures["serving_default"](images=tf.constant(photos))["scores"].numpy()
     for index, photo in enumerate(photos):

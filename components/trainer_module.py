@@ -397,8 +397,9 @@ def pad_single_image(pixels: tf.Tensor) -> tf.Tensor:
     """A batch of one image as a batch of two copies of it; other batches as they are.
 
     With oneDNN (TF_ENABLE_ONEDNN_OPTS=1: the runner's setting, and TF's default on Intel CPUs)
-    MobileNet on one image took 0.29 s against 0.05 s on two (BENCHMARKS.md, "Serving"), and
-    TFMA's adaptive batching, seeing slow single images, then kept evaluating in batches of 1-2.
+    MobileNet took 279 ms on one image against 33 ms on two (BENCHMARKS.md, "First calls"),
+    and TFMA's adaptive batching, seeing slow single images, then kept evaluating in batches
+    of 1-2: the Evaluator with a baseline model took 74 s instead of 25 s.
     """
     return tf.cond(
         tf.shape(pixels)[0] == 1, lambda: tf.concat([pixels, pixels], axis=0), lambda: pixels
@@ -411,7 +412,7 @@ def _serving_signatures(model: tf_keras.Model, tf_transform_output, settings: Tr
     class_names = tf.constant(list(settings.class_names))
     image_spec = tf_transform_output.raw_feature_spec()[config_lib.IMAGE_KEY]
 
-    def classify(encoded_images):
+    def classify(encoded_images, pad_single: bool = False):
         transformed = model.tft_layer({config_lib.IMAGE_KEY: tf.reshape(encoded_images, [-1, 1])})
         pixels = tf.map_fn(
             lambda jpeg: transform_module.decode_transformed_image(jpeg, settings.image_size),
@@ -420,7 +421,8 @@ def _serving_signatures(model: tf_keras.Model, tf_transform_output, settings: Tr
                 [settings.image_size, settings.image_size, 3], tf.float32
             ),
         )
-        scores = model(pad_single_image(pixels), training=False)[: tf.shape(pixels)[0]]
+        batch = pad_single_image(pixels) if pad_single else pixels
+        scores = model(batch, training=False)[: tf.shape(pixels)[0]]
         classes = tf.tile(class_names[tf.newaxis, :], [tf.shape(scores)[0], 1])
         return {"scores": scores, "classes": classes}
 
@@ -431,7 +433,9 @@ def _serving_signatures(model: tf_keras.Model, tf_transform_output, settings: Tr
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(examples):
         parsed = tf.io.parse_example(examples, {config_lib.IMAGE_KEY: image_spec})
-        return classify(tf.reshape(parsed[config_lib.IMAGE_KEY], [-1]))
+        # TFMA's batches: see pad_single_image. serving_default is not padded, since one
+        # photo without oneDNN takes 19 ms alone and 31 ms padded (BENCHMARKS.md).
+        return classify(tf.reshape(parsed[config_lib.IMAGE_KEY], [-1]), pad_single=True)
 
     return {
         SERVING_IMAGES_SIGNATURE: serve_images.get_concrete_function(),
