@@ -54,7 +54,7 @@ def keep_autograph_out_of_tf_keras() -> None:
     """Tells AutoGraph not to convert tf_keras's own code, as it never converted `keras`'s.
 
     TF 2.16's rules skip the `keras` package but not `tf_keras`, so tracing each Keras
-    train or test function converted Keras's internals statement by statement: 14.6 s for the
+    train or test function converted Keras's internals statement by statement: 14.4 s for the
     first epoch of a head on cached features against 0.9 s with this rule (BENCHMARKS.md).
     Keras still converts the `call` of user layers and losses itself (`tf_convert`).
     """
