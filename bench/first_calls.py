@@ -7,7 +7,7 @@
    and with `trainer_module.keep_autograph_out_of_tf_keras`; the second epoch shows the
    steady state.
 2. oneDNN and a batch of one: one call of the hub module on 1 and on 2 random images, and on 1
-   image padded to 2 the way the serving signatures do (`trainer_module.pad_single_image`),
+   image padded to 2 the way `serving_examples` does (`trainer_module.pad_single_image`),
    with TF_ENABLE_ONEDNN_OPTS=1 and =0, in a fresh process each (TF reads it at import).
    Each figure is the median of --repeats calls after 2 warm-up calls.
 """
