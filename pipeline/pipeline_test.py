@@ -37,6 +37,7 @@ def test_pipeline_has_every_component_wired_in_order():
         "Pusher", "RunReport",
     }
     upstream = {c.id: {u.id for u in c.upstream_nodes} for c in pipeline.components}
+    assert upstream["StatisticsGen"] == {"ImageExampleGen", "ImportSchemaGen"}
     assert upstream["Transform"] == {"ImageExampleGen", "ImportSchemaGen"}
     assert upstream["FineTuner"] == {"Transform", "ImportSchemaGen"}
     assert upstream["Trainer"] == {"Transform", "ImportSchemaGen", "FineTuner"}

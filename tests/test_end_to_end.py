@@ -85,6 +85,19 @@ def test_conversion_report_and_tensorboard_logs(first_run):
     assert list(logs.rglob("validation/events.out.tfevents.*"))
 
 
+def test_statistics_treat_photos_as_bytes_not_as_distinct_strings(first_run):
+    # Counting each photo as a distinct string value held every photo in memory at once.
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    root, _, _ = first_run
+    (path,) = (root / "out" / "artifacts" / "StatisticsGen").rglob("Split-train/FeatureStats.pb")
+    stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(path.read_bytes())
+    features = {f.path.step[0]: f for f in stats.datasets[0].features}
+    assert features["image/encoded"].WhichOneof("stats") == "bytes_stats"
+    assert features["image/encoded"].bytes_stats.max_num_bytes > 0
+    assert features["image/class/text"].string_stats.unique == len(CLASSES)
+
+
 def _image_summary_tags(folder: pathlib.Path) -> dict[str, set[int]]:
     """{tag: steps} of the image summaries in a TensorBoard run folder."""
     import tensorflow as tf

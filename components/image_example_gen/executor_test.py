@@ -5,8 +5,10 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import apache_beam as beam  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tfx.components.util import examples_utils  # noqa: E402
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
@@ -58,6 +60,41 @@ def test_converts_every_image_into_the_retrain_split(tmp_path):
             assert _feature(example, config_lib.IMAGE_KEY)[:2] == b"\xff\xd8"
     assert artifact.get_int_custom_property("num_images") == 24
     assert artifact.split_names == '["train", "eval", "test"]'
+
+
+def test_written_splits_mix_the_classes_and_carry_their_format(tmp_path):
+    # Class by class, the first 10 train photos would all be ants; a reader's shuffle buffer
+    # smaller than the data then could not mix them.
+    photos = make_image_folder(tmp_path / "photos", {"ant": 20, "bee": 20})
+    _, by_split, artifact = convert(photos, ["ant", "bee"], tmp_path / "out", testing=0)
+    first_labels = {_feature(example, config_lib.LABEL_KEY) for example in by_split["train"][:10]}
+    assert first_labels == {0, 1}
+    assert examples_utils.get_payload_format_string(artifact) == "FORMAT_TF_EXAMPLE"
+    assert examples_utils.get_file_format(artifact) == "tfrecords_gzip"
+
+
+def test_serialized_photos_are_never_grouped_before_they_are_written(tmp_path, monkeypatch):
+    """A GroupByKey (a Reshuffle is one) holds all its input in memory on the DirectRunner."""
+    grouped = []
+
+    class GroupByKeyLabels(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, applied):
+            if isinstance(applied.transform, beam.GroupByKey):
+                grouped.append(applied.full_label)
+
+    run = beam.Pipeline.run
+
+    def visit_then_run(pipeline, *args, **kwargs):
+        pipeline.visit(GroupByKeyLabels())
+        return run(pipeline, *args, **kwargs)
+
+    monkeypatch.setattr(beam.Pipeline, "run", visit_then_run)
+    photos = make_image_folder(tmp_path / "photos", {"ant": 3, "bee": 3})
+    convert(photos, ["ant", "bee"], tmp_path / "out", testing=0, validation=50)
+    # Paths, content hashes, per-class counts and the written files' names only.
+    allowed = ("ListImages/", "Reshuffle/", "GroupByContent", "Count/", "Write")
+    assert grouped and all(label.startswith(allowed) for label in grouped), grouped
+    assert not [label for label in grouped if "Shuffle" in label.split("/", 1)[-1]], grouped
 
 
 def test_unreadable_files_are_skipped_and_reported(tmp_path):
