@@ -13,16 +13,16 @@ from pipeline import cli  # noqa: E402
 
 
 def run(config, args=None) -> None:
-    from tfx import v1 as tfx
+    # Not `tfx.v1`, which also imports TFX's Google Cloud extensions (see pipeline.py).
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipeline import results, run_lock
     from pipeline.pipeline import create_pipeline
 
     with run_lock.hold(config.pipeline_root):
-        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path
-        )
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+        connection = metadata.sqlite_metadata_connection_config(config.metadata_path)
+        LocalDagRunner().run(create_pipeline(config, connection))
         print(results.summarize(config))
 
 

@@ -105,8 +105,10 @@ def test_calibration_images_takes_single_images_from_batches():
     batches = [(_images(4, seed), np.zeros(4)) for seed in range(3)]
     taken = tflite_export.calibration_images(batches, count=6)
     assert len(taken) == 6
-    assert all(image.shape == (1, SIZE, SIZE, 3) and image.dtype == np.float32 for image in taken)
-    np.testing.assert_array_equal(taken[5][0], batches[1][0][1])
+    assert all(image.shape == (1, SIZE, SIZE, 3) and image.dtype == np.uint8 for image in taken)
+    # Pixels decoded from 8-bit JPEGs come back exactly as the model took them.
+    pixels = np.round(batches[1][0][1] * 255) / 255
+    np.testing.assert_allclose(tflite_export.as_float_pixels(taken[5])[0], pixels, atol=1e-7)
     assert len(tflite_export.calibration_images(batches, count=100)) == 12
 
 

@@ -13,8 +13,19 @@ from __future__ import annotations
 import importlib
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+
+# TFX's modules themselves, not `tfx.v1`: that API package also imports TFX's Google Cloud
+# extensions (the Vertex AI SDK), which cost every run about 10 s of start-up here.
+from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer, Transform
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base import base_node
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2
+from tfx.types import Channel, standard_artifacts
 
 from components.atomic_pusher.component import AtomicPusher
 from components.image_example_gen.component import ImageExampleGen
@@ -93,21 +104,21 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         max_class_imbalance=config.data.max_class_imbalance,
         code_fingerprint=config.code_fingerprint,
     )
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    schema_gen = ImportSchemaGen(schema_file=config.schema_path)
     # With the schema, TFDV treats the photos (image_domain) as bytes: without it, it counts
     # every photo's bytes as a distinct string value, all held in memory at once.
-    statistics_gen = tfx.components.StatisticsGen(
+    statistics_gen = StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
     )
-    example_validator = tfx.components.ExampleValidator(
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     code_version = {"code_fingerprint": config.code_fingerprint}
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=config.preprocessing_fn,
-        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL]),
+        splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL]),
         custom_config={"image_size": config.training.image_size, **code_version},
         # StatisticsGen already describes the raw data; statistics of resized JPEGs add little.
         disable_statistics=True,
@@ -118,31 +129,31 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
     if config.training.fine_tune_epochs > 0:
         # Phase 2 in a component of its own: its output, the fine-tuned MobileNet, is cached by
         # TFX, so a rerun that changes only the final head's settings skips it.
-        fine_tuner = tfx.components.Trainer(
+        fine_tuner = Trainer(
             run_fn=config.fine_tune_fn,
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
-            eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
+            train_args=trainer_pb2.TrainArgs(splits=[TRAIN]),
+            eval_args=trainer_pb2.EvalArgs(splits=[EVAL]),
             custom_config={**config.training.for_fine_tuning().to_custom_config(), **code_version},
         ).with_id(results.FINE_TUNER_ID)
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=fine_tuner.outputs["model"] if fine_tuner else None,
-        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
-        eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
+        train_args=trainer_pb2.TrainArgs(splits=[TRAIN]),
+        eval_args=trainer_pb2.EvalArgs(splits=[EVAL]),
         custom_config={**config.training.to_custom_config(), **code_version},
     )
-    latest_blessed_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    latest_blessed_model = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],
@@ -154,8 +165,8 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir
             )
         ),
@@ -169,7 +180,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         )
     }
     if config.evaluation.evaluate_test_split:
-        test_evaluator = tfx.components.Evaluator(
+        test_evaluator = Evaluator(
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
             example_splits=[TEST],
@@ -200,9 +211,9 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
 
 def create_pipeline(
     config: PipelineConfig, metadata_connection_config=None
-) -> tfx.dsl.Pipeline:
+) -> tfx_pipeline.Pipeline:
     """The TFX pipeline for `config`; the orchestrator is the caller's choice."""
-    return tfx.dsl.Pipeline(
+    return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.artifacts_root,
         components=list(create_components(config).values()),

@@ -95,10 +95,12 @@ class _ImageToExampleFn(beam.DoFn):
 
     def setup(self):
         self._seen = 0
-        self._started = time.time()
+        self._started = None
 
     def process(self, relative_path: str, overrides: dict[str, str]):
         class_name = relative_path.split(os.sep, 1)[0]
+        # From the first photo, not from setup: the duplicate check runs in between.
+        self._started = self._started or time.time()
         self._seen += 1
         if self._seen % _PROGRESS_EVERY == 0:
             rate = self._seen / max(time.time() - self._started, 1e-6)
