@@ -15,7 +15,7 @@ import importlib
 import tensorflow_model_analysis as tfma
 
 # TFX's modules themselves, not `tfx.v1`: that API package also imports TFX's Google Cloud
-# extensions (the Vertex AI SDK), which cost every run about 10 s of start-up here.
+# extensions (the Vertex AI SDK), which cost every run 13 s and 130 MB here (BENCHMARKS.md).
 from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base import base_node
