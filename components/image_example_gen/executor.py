@@ -64,6 +64,10 @@ def make_example(
     )
 
 
+def _class_of(relative_path: str) -> str:
+    return relative_path.split(os.sep, 1)[0]
+
+
 def _fingerprint(relative_path: str, data_dir: str):
     """(content hash, (path, class)) of one file; nothing for a file that cannot be read, which
     the conversion reports."""
@@ -71,7 +75,7 @@ def _fingerprint(relative_path: str, data_dir: str):
         raw = images.read_image_file(os.path.join(data_dir, relative_path))
     except images.UnreadableImageError:
         return
-    yield images.content_hash(raw), (relative_path, relative_path.split(os.sep, 1)[0])
+    yield images.content_hash(raw), (relative_path, _class_of(relative_path))
 
 
 class _ImageToExampleFn(beam.DoFn):
@@ -98,7 +102,7 @@ class _ImageToExampleFn(beam.DoFn):
         self._started = None
 
     def process(self, relative_path: str, overrides: dict[str, str]):
-        class_name = relative_path.split(os.sep, 1)[0]
+        class_name = _class_of(relative_path)
         # From the first photo, not from setup: the duplicate check runs in between.
         self._started = self._started or time.time()
         self._seen += 1
@@ -184,7 +188,7 @@ class Executor(BaseExampleGenExecutor):
             "ImageExampleGen: converting %d images of %d classes from %s",
             len(relative_paths), len(class_names), data_dir,
         )
-        split_names = [images.TRAIN, images.EVAL, images.TEST]
+        split_names = list(images.SPLITS)
         report_dir = self._report_dir
         paths = (
             pipeline
