@@ -196,8 +196,9 @@ def test_tflite_models_agree_with_the_saved_model(serving_dir, model_file):
     np.testing.assert_allclose(scores, expected, atol=tolerance)
 
 
-def test_tfma_evaluates_the_folder_with_its_tflite_subfolder(serving_dir, tmp_path):
-    """The Evaluator's own model loading and metrics, on the folder the Trainer wrote."""
+def test_tfma_evaluates_the_folder_with_its_tflite_subfolder(serving_dir, tmp_path, monkeypatch):
+    """The Evaluator's own model loading and metrics, on the folder the Trainer wrote, loaded
+    as a plain SavedModel: a Keras load (TFMA's guess without `model_type`) is slower."""
     import tensorflow_model_analysis as tfma
 
     from pipeline.pipeline import make_eval_config
@@ -207,6 +208,14 @@ def test_tfma_evaluates_the_folder_with_its_tflite_subfolder(serving_dir, tmp_pa
         for i, label in enumerate([0, 1, 2, 0, 1, 2]):
             photo = _encode(_photo_pixels(label, seed=400 + i), "JPEG")
             writer.write(_raw_example(photo, label).SerializeToString())
+    keras_loads = []
+    keras_load = tf.keras.models.load_model
+
+    def counted_keras_load(*args, **kwargs):
+        keras_loads.append(args)
+        return keras_load(*args, **kwargs)
+
+    monkeypatch.setattr(tf.keras.models, "load_model", counted_keras_load)
     eval_config = make_eval_config(config_lib.LABEL_KEY, None, config_lib.LABEL_NAME_KEY)
     result = tfma.run_model_analysis(
         eval_shared_model=tfma.default_eval_shared_model(
@@ -219,3 +228,4 @@ def test_tfma_evaluates_the_folder_with_its_tflite_subfolder(serving_dir, tmp_pa
     overall = dict(result.slicing_metrics)[()][""][""]
     assert overall["example_count"]["doubleValue"] == 6
     assert overall["sparse_categorical_accuracy"]["doubleValue"] == 1.0
+    assert keras_loads == []

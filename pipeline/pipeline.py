@@ -66,6 +66,10 @@ def make_eval_config(
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
+                # A plain TF SavedModel to TFMA, as its signatures are all it calls: "tf_keras"
+                # (what TFMA guesses) loads the model as Keras 2-3 times per model and run,
+                # each 0.5 s slower than a plain load (BENCHMARKS.md).
+                model_type=tfma.TF_GENERIC,
                 signature_name="serving_examples",
                 label_key=label_key,
                 prediction_key="scores",
