@@ -66,9 +66,9 @@ def make_eval_config(
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
-                # A plain TF SavedModel to TFMA, as its signatures are all it calls: "tf_keras"
-                # (what TFMA guesses) loads the model as Keras 2-3 times per model and run,
-                # each 0.5 s slower than a plain load (BENCHMARKS.md).
+                # A plain TF SavedModel to TFMA, as its signatures are all it calls. Left to
+                # guess, TFMA takes it for Keras, and Keras loads (slower, and more than one
+                # per model) were 38 % of the Evaluators' time in a profiled rerun (BENCHMARKS.md).
                 model_type=tfma.TF_GENERIC,
                 signature_name="serving_examples",
                 label_key=label_key,
