@@ -58,8 +58,8 @@ def _converter(model, image_size: int) -> tf.lite.TFLiteConverter:
         [pixel_function(model, image_size)], model
     )
     # Freeze the function's graph instead of first saving it as a SavedModel and converting
-    # that: float and int8 of MobileNet 1.0/224 took 16.4 s instead of 30.3 s and peaked
-    # 290 MB lower (bench/tflite_speed.py, BENCHMARKS.md); the models score the same.
+    # that: float and int8 of MobileNet 1.0/224 took 17.8 s instead of 30.8 s and peaked
+    # 318 MB lower (bench/tflite_speed.py, BENCHMARKS.md); float scores agree to 2e-6.
     converter.experimental_lower_to_saved_model = False
     return converter
 
