@@ -6,10 +6,13 @@ with its stdout and stderr in a log file in the work dir:
   rerun      the same root and flags plus --learning-rate X (the head's learning rate; default
              3x TrainingConfig.learning_rate), so the data components come from TFX's cache
   reference  bench/keras_reference.py --data-dir D --model-handle M
+With --repeats N the three run N times, interleaved (cold-1, rerun-1, reference-1, cold-2, ...;
+roots WORK/pipeline_root-<i>), and the section adds the medians and the ratios of the medians:
+on a noisy machine one round can land on either side of a target.
 
     .venv/bin/python bench/compare.py --data-dir ../shared/assets/flower_photos \\
         --model-handle ../shared/assets/mobilenet_v1_100_224_feature_vector \\
-        [--work-dir DIR] [--benchmarks BENCHMARKS.md] [--rerun-learning-rate X] \\
+        [--repeats N] [--work-dir DIR] [--benchmarks BENCHMARKS.md] [--rerun-learning-rate X] \\
         [-- extra runner_local.py flags]
 
 --replicate N mode: copies the data dir with every photo present N times as distinct photos
@@ -39,6 +42,7 @@ import os
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,6 +71,7 @@ CROP_FRACTIONS = (0.90, 0.85, 0.80, 0.75, 0.70)
 JPEG_QUALITIES = (95, 90, 85, 80)
 MAX_REPLICATE = 2 + 2 * len(CROP_FRACTIONS) * len(JPEG_QUALITIES)  # all variants distinct
 REFERENCE_ACCURACY_COLUMN = "test acc, fine-tuned"
+MAX_REPEATS = 5  # each round is about 20 minutes on 2 cores
 
 
 class RunFailed(Exception):
@@ -388,16 +393,17 @@ def measure_pipeline(
     return measurement
 
 
-def measure_reference(data_dir: str, model_handle: str, work_dir: str) -> Measurement:
+def measure_reference(data_dir: str, model_handle: str, work_dir: str,
+                      label: str = "reference") -> Measurement:
     command = [
         sys.executable, os.path.join("bench", "keras_reference.py"),
         "--data-dir", data_dir, "--model-handle", model_handle,
     ]
-    measurement, sampler = measure_process("reference", command, work_dir, child_environment())
+    measurement, sampler = measure_process(label, command, work_dir, child_environment())
     with open(measurement.log_path, errors="replace") as log:
         row = parse_markdown_row(log.read(), REFERENCE_ACCURACY_COLUMN)
     measurement.test_accuracy = parse_percent(row.get(REFERENCE_ACCURACY_COLUMN, ""))
-    measurement.rss_csv_path = os.path.join(work_dir, "reference.rss.csv")
+    measurement.rss_csv_path = os.path.join(work_dir, f"{label}.rss.csv")
     write_rss_series(measurement.rss_csv_path, sampler.samples, [])
     return measurement
 
@@ -419,6 +425,34 @@ def fill_test_accuracies(measurements: list[Measurement]) -> None:
         if measurement.test_accuracy is None and measurement.log_path:
             with open(measurement.log_path, errors="replace") as log:
                 measurement.test_accuracy = summary_test_accuracy(log.read())
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def median_measurement(label: str, measurements: list[Measurement]) -> Measurement:
+    """One row for repeated runs of one kind: the median of each figure over the repeats;
+    component seconds are medians per component, in the first run's order."""
+    seconds: dict[str, list[float]] = {}
+    states: dict[str, set[str]] = {}
+    for measurement in measurements:
+        for node, state, node_seconds in measurement.component_times:
+            seconds.setdefault(node, []).append(node_seconds)
+            states.setdefault(node, set()).add(state)
+    return Measurement(
+        label=label,
+        wall_s=_median([measurement.wall_s for measurement in measurements]),
+        peak_rss_mb=_median([measurement.peak_rss_mb for measurement in measurements]),
+        component_at_peak="-",
+        root_mb=_median([measurement.root_mb for measurement in measurements]),
+        test_accuracy=_median([measurement.test_accuracy for measurement in measurements]),
+        component_times=[
+            (node, "/".join(sorted(states[node])), statistics.median(node_seconds))
+            for node, node_seconds in seconds.items()
+        ],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -650,24 +684,50 @@ def header_lines(context: RunContext) -> list[str]:
 
 def default_section(
     context: RunContext,
-    cold: Measurement,
-    rerun: Measurement,
-    reference: Measurement,
+    colds: list[Measurement],
+    reruns: list[Measurement],
+    references: list[Measurement],
     learning_rate: float,
     extra_flags: list[str],
 ) -> str:
+    """The default mode's section; with repeats, every run's row and then their medians."""
     extra = f" plus `{shlex.join(extra_flags)}`" if extra_flags else ""
+    repeats = len(colds)
+    order = ("one after another" if repeats == 1 else
+             f"{repeats} rounds of cold, rerun, reference, interleaved so that a slow spell of "
+             "the machine falls on all three kinds")
     lines = header_lines(context) + [
-        f"- **Runs, one after another:** cold: `runner_local.py` on a fresh pipeline root with "
+        f"- **Runs, {order}:** cold: `runner_local.py` on a fresh pipeline root with "
         f"`--data-dir` and `--model-handle` as given{extra}; rerun: the same root and flags "
         f"plus `--learning-rate {learning_rate:g}` (the head's); reference: "
         "`bench/keras_reference.py` with its defaults. Pipeline root MB is the root's size "
         "after the run (the rerun's includes the cold run's artifacts).",
         "",
-        *measurement_table([cold, rerun, reference]),
+        *measurement_table([run for round_ in zip(colds, reruns, references, strict=True)
+                            for run in round_]),
         "",
-        f"Ratios: cold / reference wall **{ratio(cold.wall_s, reference.wall_s)}**, peak RSS "
-        f"**{ratio(cold.peak_rss_mb, reference.peak_rss_mb)}**; rerun / cold wall "
+    ]
+    cold, rerun, reference = colds[0], reruns[0], references[0]
+    if repeats > 1:
+        cold = median_measurement("cold, median", colds)
+        rerun = median_measurement("rerun, median", reruns)
+        reference = median_measurement("reference, median", references)
+        per_round = ", ".join(
+            f"{ratio(c.wall_s, r.wall_s)} / {ratio(again.wall_s, c.wall_s)}"
+            for c, again, r in zip(colds, reruns, references, strict=True)
+        )
+        lines += [
+            f"Medians of the {repeats} rounds:",
+            "",
+            *measurement_table([cold, rerun, reference]),
+            "",
+            f"Per round, cold / reference and rerun / cold wall: {per_round}.",
+            "",
+        ]
+    medians = " (of the medians)" if repeats > 1 else ""
+    lines += [
+        f"Ratios{medians}: cold / reference wall **{ratio(cold.wall_s, reference.wall_s)}**, "
+        f"peak RSS **{ratio(cold.peak_rss_mb, reference.peak_rss_mb)}**; rerun / cold wall "
         f"**{ratio(rerun.wall_s, cold.wall_s)}**.",
         "",
         *component_table(cold, rerun),
@@ -823,7 +883,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--replicate", type=int, default=0, metavar="N",
                         help=f"compare the cold run on the data with one on an N-times copy "
                         f"(2 <= N <= {MAX_REPLICATE}) instead of the default mode")
+    parser.add_argument("--repeats", type=int, default=1, metavar="N",
+                        help="default mode: N rounds of cold, rerun and reference, "
+                        "interleaved; the section adds their medians (default %(default)s)")
     args = parser.parse_args(argv)
+    if not 1 <= args.repeats <= MAX_REPEATS:
+        parser.error(f"--repeats must be in [1, {MAX_REPEATS}], got {args.repeats}")
+    if args.repeats > 1 and args.replicate:
+        parser.error("--repeats is for the default mode; --replicate runs each once")
     if args.replicate and not 2 <= args.replicate <= MAX_REPLICATE:
         parser.error(f"--replicate must be in [2, {MAX_REPLICATE}], got {args.replicate}")
     if not os.path.isdir(args.data_dir):
@@ -875,12 +942,18 @@ def main(argv: list[str] | None = None) -> int:
     mode = REPLICATE_MODE if args.replicate else DEFAULT_MODE
     try:
         if mode == DEFAULT_MODE:
-            root = _fresh_folder(os.path.join(work_dir, "pipeline_root"))
-            cold = measure_pipeline("cold", root, data_dir, model_handle, extra_flags, work_dir)
             rerun_flags = [*extra_flags, "--learning-rate", f"{args.rerun_learning_rate:g}"]
-            rerun = measure_pipeline("rerun", root, data_dir, model_handle, rerun_flags, work_dir)
-            reference = measure_reference(data_dir, model_handle, work_dir)
-            fill_test_accuracies([cold, rerun])
+            colds, reruns, references = [], [], []
+            for round_ in range(1, args.repeats + 1):
+                suffix = "" if args.repeats == 1 else f"-{round_}"
+                root = _fresh_folder(os.path.join(work_dir, f"pipeline_root{suffix}"))
+                colds.append(measure_pipeline(f"cold{suffix}", root, data_dir, model_handle,
+                                              extra_flags, work_dir))
+                reruns.append(measure_pipeline(f"rerun{suffix}", root, data_dir, model_handle,
+                                               rerun_flags, work_dir))
+                references.append(measure_reference(data_dir, model_handle, work_dir,
+                                                    f"reference{suffix}"))
+            fill_test_accuracies(colds + reruns)
         else:
             copies = args.replicate
             one_root = _fresh_folder(os.path.join(work_dir, "pipeline_root_x1"))
@@ -905,7 +978,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if mode == DEFAULT_MODE:
         section = default_section(
-            context, cold, rerun, reference, args.rerun_learning_rate, extra_flags
+            context, colds, reruns, references, args.rerun_learning_rate, extra_flags
         )
     else:
         section = replicate_section(context, one, many, copies, replica_dir, stats, extra_flags)

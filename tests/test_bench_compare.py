@@ -97,7 +97,8 @@ def test_default_section_has_rows_ratios_and_component_times():
     rerun = _measurement("rerun", 250, 4000, 450, 0.9,
                          [("ImageExampleGen", "CACHED", 0.2), ("Trainer", "COMPLETE", 300.0)])
     reference = _measurement("reference", 1000, 2500, None, 0.885, at="-")
-    section = compare.default_section(_context(), cold, rerun, reference, 0.003, ["--epochs", "5"])
+    section = compare.default_section(_context(), [cold], [rerun], [reference], 0.003,
+                                      ["--epochs", "5"])
     lines = section.splitlines()
     assert lines[0] == "### 2026-12-01 10:00 UTC, commit abc1234, 2 cores (nproc)"
     assert "`python bench/compare.py --data-dir D`" in section
@@ -109,6 +110,43 @@ def test_default_section_has_rows_ratios_and_component_times():
     assert "| ImageExampleGen | 16.4 | 0.2 | CACHED |" in lines
     assert "| Trainer | 326.0 | 300.0 | COMPLETE |" in lines
     assert "`--learning-rate 0.003`" in section and "`--epochs 5`" in section
+
+
+def test_default_section_with_repeats_quotes_every_run_and_the_medians():
+    def round_(cold_s, rerun_s, reference_s, accuracy):
+        return (
+            _measurement(f"cold-{cold_s}", cold_s, 2400, 260, accuracy,
+                         [("Trainer", "COMPLETE", cold_s / 10)]),
+            _measurement(f"rerun-{cold_s}", rerun_s, 2000, 290, accuracy,
+                         [("Trainer", "COMPLETE", rerun_s / 10), ("Transform", "CACHED", 0.1)]),
+            _measurement(f"reference-{cold_s}", reference_s, 3500, None, 0.885, at="-"),
+        )
+
+    rounds = [round_(500, 90, 400, 0.91), round_(460, 100, 500, 0.92),
+              round_(480, 95, 480, 0.93)]
+    colds, reruns, references = (list(kind) for kind in zip(*rounds, strict=True))
+    section = compare.default_section(_context(), colds, reruns, references, 0.003, [])
+    lines = section.splitlines()
+    assert "3 rounds of cold, rerun, reference, interleaved" in section
+    # Every run in run order, then the medians.
+    labels = [line.split(" | ")[0][2:] for line in lines if line.startswith("| ")]
+    assert labels[1:10] == ["cold-500", "rerun-500", "reference-500", "cold-460", "rerun-460",
+                          "reference-460", "cold-480", "rerun-480", "reference-480"]
+    assert "| cold, median | 480 | 2,400 | - | 260 | 92.0 % |" in lines
+    assert "| rerun, median | 95 | 2,000 | - | 290 | 92.0 % |" in lines
+    assert "| reference, median | 480 | 3,500 | - | - | 88.5 % |" in lines
+    assert "1.25x / 0.18x, 0.92x / 0.22x, 1.00x / 0.20x" in section
+    assert "Ratios (of the medians): cold / reference wall **1.00x**" in section
+    assert "rerun / cold wall **0.20x**" in section
+    assert "| Trainer | 48.0 | 9.5 | COMPLETE |" in lines
+    assert "| Transform | - | 0.1 | CACHED |" in lines
+
+
+def test_median_measurement_ignores_missing_values():
+    runs = [_measurement("a", 10, 100, None, None), _measurement("b", 30, 300, 5, 0.5)]
+    median = compare.median_measurement("m", runs)
+    assert (median.wall_s, median.peak_rss_mb, median.root_mb, median.test_accuracy) == (
+        20, 200, 5, 0.5)
 
 
 def test_replicate_section_ratios_and_missing_values():
@@ -244,6 +282,39 @@ def test_main_writes_the_default_section(tmp_path, monkeypatch):
     assert text.startswith("# Benchmarks\n\nkeep\n")
     assert "cold / reference wall **0.50x**, peak RSS **2.00x**" in text
     assert "| Trainer | 50.0 | 50.0 | CACHED |" in text
+
+
+def test_main_with_repeats_interleaves_rounds_on_fresh_roots(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_pipeline(label, root, data_dir, model_handle, extra_flags, work_dir):
+        calls.append((label, root))
+        return _measurement(label, 100 if label.startswith("cold") else 20, 3000, 300, 0.9,
+                            [("Trainer", "COMPLETE", 50.0)])
+
+    def fake_reference(data_dir, model_handle, work_dir, label):
+        calls.append((label, None))
+        return _measurement(label, 200, 1500, None, 0.88, at="-")
+
+    monkeypatch.setattr(compare, "measure_pipeline", fake_pipeline)
+    monkeypatch.setattr(compare, "measure_reference", fake_reference)
+    monkeypatch.setattr(compare, "fill_test_accuracies", lambda measurements: None)
+    benchmarks = tmp_path / "B.md"
+    code = compare.main(["--data-dir", str(tmp_path), "--model-handle", "m", "--repeats", "2",
+                         "--work-dir", str(tmp_path / "w"), "--benchmarks", str(benchmarks)])
+    assert code == 0
+    assert [label for label, _ in calls] == [
+        "cold-1", "rerun-1", "reference-1", "cold-2", "rerun-2", "reference-2"]
+    assert calls[0][1] == calls[1][1] != calls[3][1] == calls[4][1]
+    assert "Ratios (of the medians): cold / reference wall **0.50x**" in benchmarks.read_text()
+
+
+def test_repeats_out_of_range_or_with_replicate_is_a_usage_error(tmp_path, capsys):
+    for extra in (["--repeats", "0"], ["--repeats", "2", "--replicate", "2"]):
+        with pytest.raises(SystemExit) as exit_info:
+            compare.parse_args(["--data-dir", str(tmp_path), "--model-handle", "m", *extra])
+        assert exit_info.value.code == 2
+    assert "--repeats" in capsys.readouterr().err
 
 
 # --- replica -----------------------------------------------------------------------------------
