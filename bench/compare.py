@@ -713,8 +713,9 @@ def default_section(
         rerun = median_measurement("rerun, median", reruns)
         reference = median_measurement("reference, median", references)
         per_round = ", ".join(
-            f"{ratio(c.wall_s, r.wall_s)} / {ratio(again.wall_s, c.wall_s)}"
-            for c, again, r in zip(colds, reruns, references, strict=True)
+            f"{ratio(cold_run.wall_s, reference_run.wall_s)} / "
+            f"{ratio(rerun_run.wall_s, cold_run.wall_s)}"
+            for cold_run, rerun_run, reference_run in zip(colds, reruns, references, strict=True)
         )
         lines += [
             f"Medians of the {repeats} rounds:",
