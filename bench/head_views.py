@@ -2,13 +2,15 @@
 
 Takes a fine-tuned MobileNet (the FineTuner's output: PIPELINE_ROOT/artifacts/FineTuner/model/
 <id>/Format-Serving) and computes, once, the features of four views of every photo of the
-pipeline's hash split: the photo squashed to 224x224 as the Transform does, mirrored, a central
-87.5 % crop, and that crop mirrored (`--features`, an .npz, reused if present). Then it trains
-the final head as the Trainer does (dropout 0.2, Adam 1e-3 with a cosine decay over 30 epochs,
-label smoothing 0.1, batch 32, early stopping after 3 epochs without a better eval loss, the
-best weights kept) on the plain train views alone, on plain + mirrored, and on all four, with
-SEEDS seeds each, and prints the test accuracy of each head on the plain test photos and with
-the mirrored photo's scores added (test-time flips). The test split selects nothing here.
+pipeline's hash split: the photo squashed to 224x224 as the Transform does (without its JPEG
+re-encoding), mirrored, a central 87.5 % crop, and that crop mirrored (`--features`, an .npz,
+reused if present). Then it trains the final head with the Trainer's own code and defaults
+(`trainer_module.train_head`: dropout 0.2, Adam 1e-3 with a cosine decay over 30 epochs, label
+smoothing 0.1, automatic class weights, batch 32, early stopping after 3 epochs without a
+better eval loss, the best weights kept) on the plain train views alone, on plain + mirrored,
+and on all four, with SEEDS seeds each, and prints the test accuracy of each head on the plain
+test photos and with the mirrored photo's scores added (test-time flips). The test split
+selects nothing here.
 
     .venv/bin/python bench/head_views.py --module FINE_TUNED_MODULE \\
         --data-dir ../shared/assets/flower_photos --features /tmp/views.npz [--seeds 3]
@@ -17,6 +19,7 @@ the mirrored photo's scores added (test-time flips). The test split selects noth
 import argparse
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -31,7 +34,9 @@ import tensorflow_hub as hub  # noqa: E402
 import tf_keras  # noqa: E402
 from tflite_accuracy import read_encoded, split_photos  # noqa: E402
 
+from components import trainer_module  # noqa: E402
 from components.transform_module import decode_and_resize  # noqa: E402
+from pipeline.config import TrainingConfig  # noqa: E402
 
 SIZE = 224
 BATCH = 64
@@ -73,30 +78,16 @@ def save_features(path: str, module: str, data_dir: str) -> None:
     np.savez(path, **arrays)
 
 
-def train_head(features, labels, eval_data, seed: int, epochs: int = 30):
+def train_head(module: str, class_names: list[str], features: dict, seed: int, log_dir: str):
+    """The Trainer's own head phase (`trainer_module.train_head`, TrainingConfig's defaults
+    and class weights) on the given features; returns the trained head."""
+    settings = TrainingConfig(model_handle=module, class_names=tuple(class_names), seed=seed)
     tf_keras.utils.set_random_seed(seed)
-    inputs = tf_keras.Input((features.shape[1],))
-    head = tf_keras.Model(inputs, tf_keras.layers.Dense(5, activation="softmax")(
-        tf_keras.layers.Dropout(0.2)(inputs)))
-    steps = epochs * ((len(labels) + 31) // 32)
-
-    def loss(y_true, y_pred):
-        one_hot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), 5)
-        return tf_keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=0.1)
-
-    head.compile(tf_keras.optimizers.Adam(
-        tf_keras.optimizers.schedules.CosineDecay(1e-3, steps)), loss)
-    best = {"loss": np.inf, "weights": None}
-
-    class KeepBest(tf_keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if logs["val_loss"] < best["loss"]:
-                best.update(loss=logs["val_loss"], weights=head.get_weights())
-
-    head.fit(features, labels, batch_size=32, epochs=epochs, validation_data=eval_data,
-             verbose=0, callbacks=[KeepBest(), tf_keras.callbacks.EarlyStopping(patience=3)])
-    head.set_weights(best["weights"])
-    return head
+    transfer = trainer_module.TransferModel(settings, fine_tuning=False)
+    weights = trainer_module.class_weights(
+        features["train"][1], len(class_names), settings.class_weights)
+    trainer_module.train_head(transfer, settings, features, log_dir, weights)
+    return transfer.head
 
 
 def main():
@@ -104,6 +95,7 @@ def main():
     if not os.path.exists(args.features):
         save_features(args.features, args.module, args.data_dir)
     data = np.load(args.features)
+    class_names, _ = split_photos(args.data_dir, "test", 10, 10)
     eval_data = (data["eval_plain"], data["eval_y"])
     test_labels = data["test_y"]
     print("| head trained on | test accuracy per seed | with test-time mirroring "
@@ -113,7 +105,9 @@ def main():
         labels = np.concatenate([data["train_y"]] * len(views))
         plain, mirrored, evals = [], [], []
         for seed in range(args.seeds):
-            head = train_head(features, labels, eval_data, seed)
+            with tempfile.TemporaryDirectory() as log_dir:  # TensorBoard logs, not kept
+                head = train_head(args.module, class_names,
+                                  {"train": (features, labels), "eval": eval_data}, seed, log_dir)
             scores = head.predict(data["test_plain"], verbose=0)
             flipped = head.predict(data["test_mirrored"], verbose=0)
             plain.append((scores.argmax(1) == test_labels).mean())
