@@ -35,6 +35,7 @@ import tf_keras  # noqa: E402
 from tflite_accuracy import read_encoded, split_photos  # noqa: E402
 
 from components import trainer_module  # noqa: E402
+from components.image_example_gen.images import discover_classes  # noqa: E402
 from components.transform_module import decode_and_resize  # noqa: E402
 from pipeline.config import TrainingConfig  # noqa: E402
 
@@ -95,7 +96,7 @@ def main():
     if not os.path.exists(args.features):
         save_features(args.features, args.module, args.data_dir)
     data = np.load(args.features)
-    class_names, _ = split_photos(args.data_dir, "test", 10, 10)
+    class_names = discover_classes(args.data_dir)
     eval_data = (data["eval_plain"], data["eval_y"])
     test_labels = data["test_y"]
     print("| head trained on | test accuracy per seed | with test-time mirroring "
