@@ -45,19 +45,19 @@ class Distortions:
 
 
 def distort_image(image: tf.Tensor, distortions: Distortions) -> tf.Tensor:
-    """A randomly distorted copy of one [size, size, 3] float image in [0, 1], same shape.
+    """A randomly distorted copy of one [h, w, 3] float image in [0, 1], same shape.
 
     As retrain.py's `add_input_distortions`: scale the image up by the crop margin times a
-    random scale, crop a random `size` x `size` window, maybe mirror it, then multiply it by
-    a random brightness.
+    random scale, crop a random h x w window, maybe mirror it, then multiply it by a random
+    brightness.
     """
-    size = image.shape[0]
+    shape = tf.shape(image)
     margin_scale = 1.0 + distortions.random_crop / 100.0
     scale = margin_scale * tf.random.uniform([], 1.0, 1.0 + distortions.random_scale / 100.0)
     if distortions.random_crop or distortions.random_scale:
-        scaled_size = tf.cast(tf.math.ceil(scale * size), tf.int32)
-        scaled = tf.image.resize(image, [scaled_size, scaled_size], method="bilinear")
-        image = tf.image.random_crop(scaled, [size, size, 3])
+        scaled_shape = tf.cast(tf.math.ceil(scale * tf.cast(shape[:2], tf.float32)), tf.int32)
+        scaled = tf.image.resize(image, scaled_shape, method="bilinear")
+        image = tf.ensure_shape(tf.image.random_crop(scaled, shape), image.shape)
     if distortions.flip_left_right:
         image = tf.image.random_flip_left_right(image)
     if distortions.random_brightness:

@@ -18,6 +18,8 @@ import uuid
 
 import numpy as np
 
+from pipeline.config import PLAIN_VIEW
+
 logger = logging.getLogger(__name__)
 SHARD_PREFIX = "features-"
 # Small files that identify a TF Hub SavedModel's graph and weights without reading them all.
@@ -45,6 +47,11 @@ def module_key(model_handle: str) -> str:
 
 def photo_key(resized_jpeg: bytes) -> str:
     return hashlib.sha256(resized_jpeg).hexdigest()
+
+
+def view_key(photo: str, view: str) -> str:
+    """The key of one view of a photo (components/views.py); the plain view is the photo's."""
+    return photo if view == PLAIN_VIEW else f"{photo}/{view}"
 
 
 class BottleneckCache:

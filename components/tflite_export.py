@@ -6,16 +6,20 @@ so every pushed version holds:
 - ``model_float.tflite``: float32 weights and activations;
 - ``model_int8.tflite``: full-integer post-training quantization (int8 weights, activations,
   input and output), about 4x smaller, calibrated on photos of the train split;
-- ``labels.txt``: the class names, one a line, in the order of the scores.
+- ``labels.txt``: the class names, one a line, in the order of the scores;
+- ``preprocessing.json``: how to prepare pixels for them (``image_size``, ``resize``).
 
-Both models take pixels, not encoded photos: ``[1, size, size, 3]`` in [0, 1] (the batch size
-can be resized), as the Trainer's ``decode_transformed_image`` makes them; the int8 model takes
-them quantized with its input tensor's scale and zero point. Both return softmax scores
+Both models take pixels, not encoded photos, in [0, 1] as the Trainer's
+``decode_transformed_image`` makes them: ``[1, size, size, 3]`` when squashed, else
+``[1, height, width, 3]`` of the photo's resized shape (resize the input tensor); the int8
+model takes them quantized with its input tensor's scale and zero point. Both average the
+scores of the photo's views inside the model, as the SavedModel does, and return softmax scores
 ``[batch, classes]``. ``pipeline/label_image.py --model x.tflite`` does the preprocessing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -32,30 +36,36 @@ TFLITE_DIR = "tflite"
 FLOAT_MODEL_FILE = "model_float.tflite"
 INT8_MODEL_FILE = "model_int8.tflite"
 LABELS_FILE = "labels.txt"
+PREPROCESSING_FILE = "preprocessing.json"
 # Calibration images for the int8 ranges. Each costs one float forward pass inside the
 # converter (about 0.1 s for MobileNet 1.0/224 on two cores), counted in the Trainer's time;
 # beyond ~100 the ranges of a MobileNet barely move.
 CALIBRATION_IMAGES = 150
 
 
-def pixel_function(model, image_size: int):
-    """The model as a concrete function: float pixels [batch, size, size, 3] -> scores.
+def pixel_function(model, settings):
+    """The model as a concrete function: float pixels [batch, h, w, 3] -> scores, the mean
+    over the serving views (components/serving.py).
 
-    The batch dimension is left open so an interpreter may be resized to run batches.
+    The batch dimension is left open so an interpreter may be resized to run batches, and so
+    are height and width unless the photos are squashed to one size.
     """
-    spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="image")
+    from components import serving, transform_module
+
+    side = settings.image_size if settings.resize == transform_module.SQUASH else None
+    spec = tf.TensorSpec([None, side, side, 3], tf.float32, name="image")
 
     @tf.function(input_signature=[spec])
     def scores(image):
-        return {"scores": model(image, training=False)}
+        return {"scores": serving.score_pixels(model, image, serving.serving_views(settings))}
 
     return scores.get_concrete_function()
 
 
-def _converter(model, image_size: int) -> tf.lite.TFLiteConverter:
+def _converter(model, settings) -> tf.lite.TFLiteConverter:
     # trackable_obj keeps the model's variables alive (and found) while converting.
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [pixel_function(model, image_size)], model
+        [pixel_function(model, settings)], model
     )
     # Freeze the function's graph instead of first saving it as a SavedModel and converting
     # that: float and int8 of MobileNet 1.0/224 took 17.8 s instead of 30.8 s and peaked
@@ -64,12 +74,12 @@ def _converter(model, image_size: int) -> tf.lite.TFLiteConverter:
     return converter
 
 
-def to_float_tflite(model, image_size: int) -> bytes:
+def to_float_tflite(model, settings) -> bytes:
     """The model as a float32 TFLite flatbuffer."""
-    return _converter(model, image_size).convert()
+    return _converter(model, settings).convert()
 
 
-def to_int8_tflite(model, image_size: int, calibration: Sequence[np.ndarray]) -> bytes:
+def to_int8_tflite(model, settings, calibration: Sequence[np.ndarray]) -> bytes:
     """The model quantized to int8 after training, calibrated on ``calibration`` images.
 
     ``calibration``: arrays [1, size, size, 3] of float32 in [0, 1] or of uint8 pixels (as
@@ -80,7 +90,7 @@ def to_int8_tflite(model, image_size: int, calibration: Sequence[np.ndarray]) ->
     """
     if not calibration:
         raise ValueError("int8 quantization needs at least one calibration image")
-    converter = _converter(model, image_size)
+    converter = _converter(model, settings)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     # Called once per calibration pass, so it returns a fresh iterator each time.
     converter.representative_dataset = lambda: ([as_float_pixels(image)] for image in calibration)
@@ -127,12 +137,12 @@ def calibration_images(batches: Iterable, count: int = CALIBRATION_IMAGES) -> li
 
 def write_tflite_models(
     model,
-    image_size: int,
-    class_names: Sequence[str],
+    settings,
     calibration: Sequence[np.ndarray],
     export_dir: str,
 ) -> dict[str, str]:
-    """Writes the float and int8 models and labels.txt to ``export_dir/tflite``.
+    """Writes the float and int8 models, labels.txt and preprocessing.json to
+    ``export_dir/tflite``; `settings` is the Trainer's TrainingConfig.
 
     Returns {file name: path}. tf.io.gfile, so ``export_dir`` may be a gs:// path as well.
     """
@@ -140,9 +150,12 @@ def write_tflite_models(
     tf.io.gfile.makedirs(tflite_dir)
     started = time.time()
     contents = {
-        FLOAT_MODEL_FILE: to_float_tflite(model, image_size),
-        INT8_MODEL_FILE: to_int8_tflite(model, image_size, calibration),
-        LABELS_FILE: "".join(f"{name}\n" for name in class_names).encode("utf-8"),
+        FLOAT_MODEL_FILE: to_float_tflite(model, settings),
+        INT8_MODEL_FILE: to_int8_tflite(model, settings, calibration),
+        LABELS_FILE: "".join(f"{name}\n" for name in settings.class_names).encode("utf-8"),
+        PREPROCESSING_FILE: json.dumps(
+            {"image_size": settings.image_size, "resize": settings.resize}
+        ).encode("utf-8"),
     }
     left_float = float_tensors(contents[INT8_MODEL_FILE])
     if left_float:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import json
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -14,7 +15,14 @@ import tf_keras  # noqa: E402
 from PIL import Image  # noqa: E402
 from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 
-from components import bottleneck_cache, trainer_module  # noqa: E402
+from components import (  # noqa: E402
+    bottleneck_cache,
+    feature_pass,
+    resolution_free,
+    serving,
+    trainer_module,
+    transform_module,
+)
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.config import TrainingConfig  # noqa: E402
 from tests.support import make_random_hub_mobilenet  # noqa: E402
@@ -24,21 +32,26 @@ IMAGE_SIZE = 96
 CLASSES = ("blue", "red")
 
 
-def _photo(label: int, seed: int) -> bytes:
+def _photo(label: int, seed: int, size: tuple[int, int] = (40, 40)) -> bytes:
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 60, (40, 40, 3)).astype(np.uint8)
+    pixels = rng.integers(0, 60, (*size, 3)).astype(np.uint8)
     pixels[..., 2 if label == 0 else 0] += 190
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG")
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def transformed(tmp_path_factory):
+# Two shapes, so photos with their aspect ratio kept do not all batch together.
+_SHAPES = ((40, 40), (30, 50))
+
+
+@pytest.fixture(scope="module", params=["squash", "short-side"])
+def transformed(tmp_path_factory, request):
     """A real Transform graph and transformed train/eval files for 24 photos of 2 classes."""
     root = tmp_path_factory.mktemp("transform")
-    raw = [raw_row(_photo(i % 2, i), i % 2) for i in range(24)]
-    return make_transformed_data(root, raw, IMAGE_SIZE, num_train=16)
+    raw = [raw_row(_photo(i % 2, i, _SHAPES[(i // 2) % 2]), i % 2) for i in range(24)]
+    data = make_transformed_data(root, raw, IMAGE_SIZE, num_train=16, resize=request.param)
+    return data, request.param
 
 
 @pytest.fixture(scope="module")
@@ -46,62 +59,71 @@ def hub_module(tmp_path_factory):
     return str(make_random_hub_mobilenet(tmp_path_factory.mktemp("hub") / "m", 0.25, IMAGE_SIZE))
 
 
-def test_make_dataset_streams_decoded_images_and_labels(transformed):
-    output = tft.TFTransformOutput(str(transformed / "transform_graph"))
-    dataset = trainer_module.make_dataset([str(transformed / "train.gz")], output, IMAGE_SIZE, 5)
-    batches = list(dataset)
-    assert [len(labels) for _, labels in batches] == [5, 5, 5, 1]
-    images, labels = batches[0]
-    assert images.shape == (5, IMAGE_SIZE, IMAGE_SIZE, 3) and images.dtype == tf.float32
+def _settings(hub_module, resize, **changes):
+    return TrainingConfig(model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES,
+                          resize=resize, **changes)
+
+
+def _any_size(hub_module, tmp_path):
+    return resolution_free.any_size_module(hub_module, str(tmp_path / "backbones"))
+
+
+def test_image_dataset_batches_photos_of_one_shape(transformed):
+    data, resize = transformed
+    output = tft.TFTransformOutput(str(data / "transform_graph"))
+    settings = _settings("m", resize)
+    batches = list(feature_pass.image_dataset([str(data / "train.gz")], output, settings, 5))
+    assert sum(len(labels) for _, labels in batches) == 16
+    shapes = {tuple(images.shape[1:3]) for images, _ in batches}
+    if resize == "squash":
+        assert shapes == {(IMAGE_SIZE, IMAGE_SIZE)}
+        assert [len(labels) for _, labels in batches] == [5, 5, 5, 1]
+    else:  # 30x50 photos: short side 96, long side 160 (a multiple of 32)
+        assert shapes == {(IMAGE_SIZE, IMAGE_SIZE), (IMAGE_SIZE, 160)}
+    images, _ = batches[0]
+    assert images.dtype == tf.float32
     assert set(np.concatenate([b[1].numpy() for b in batches])) == {0, 1}
 
 
-def test_make_dataset_fails_clearly_without_files(transformed):
-    output = tft.TFTransformOutput(str(transformed / "transform_graph"))
+def test_image_dataset_fails_clearly_without_files(transformed):
+    data, resize = transformed
+    output = tft.TFTransformOutput(str(data / "transform_graph"))
     with pytest.raises(ValueError, match="no transformed examples"):
-        trainer_module.make_dataset([str(transformed / "missing*")], output, IMAGE_SIZE, 5)
+        feature_pass.image_dataset([str(data / "missing*")], output, _settings("m", resize), 5)
 
 
-def test_cached_features_are_computed_once_per_photo(transformed, hub_module, tmp_path):
-    settings = TrainingConfig(model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES)
-    extractor = trainer_module.TransferModel(settings).feature_extractor
-    output = tft.TFTransformOutput(str(transformed / "transform_graph"))
-    files = [str(transformed / "train.gz")]
-    module = bottleneck_cache.module_key(hub_module)
+def test_cached_features_are_computed_once_per_photo_and_view(transformed, hub_module,
+                                                              tmp_path):
+    data, resize = transformed
+    settings = _settings(hub_module, resize)
+    handle = _any_size(hub_module, tmp_path)
+    extractor = trainer_module.TransferModel(settings, handle).feature_extractor
+    output = tft.TFTransformOutput(str(data / "transform_graph"))
+    jpegs, labels = feature_pass.read_split([str(data / "train.gz")], output)
+    module = bottleneck_cache.module_key(handle)
 
     cache = bottleneck_cache.BottleneckCache(str(tmp_path), module)
-    features, labels, computed = trainer_module.cached_features(
-        extractor, files, output, IMAGE_SIZE, cache, batch_size=5)
-    assert features.shape == (16, 256) and computed == 16 and len(labels) == 16
+    by_view, computed = feature_pass.cached_features(extractor, jpegs, settings, cache,
+                                                     ("plain", "mirror", "squash64"))
+    assert [f.shape for f in by_view] == [(16, 256)] * 3 and computed == 16
+    assert len(labels) == 16
     cache.flush()
-    plain, plain_labels = trainer_module.extract_features(
-        extractor, trainer_module.make_dataset(files, output, IMAGE_SIZE, 5))
-    np.testing.assert_allclose(features, plain, rtol=1e-4, atol=1e-5)
-    np.testing.assert_array_equal(labels, plain_labels)
+    # The same features as one plain pass, photo by photo, and the mirror's differ.
+    for index in (0, 3):
+        image = transform_module.decode_transformed_image(jpegs[index], IMAGE_SIZE, resize)
+        plain = extractor(image[tf.newaxis]).numpy()[0]
+        mirror = extractor(tf.reverse(image, [1])[tf.newaxis]).numpy()[0]
+        small = extractor(tf.image.resize(image, [64, 64])[tf.newaxis])
+        np.testing.assert_allclose(by_view[0][index], plain, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(by_view[1][index], mirror, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(by_view[2][index], small.numpy()[0], rtol=1e-3, atol=1e-4)
+    assert not np.allclose(by_view[0], by_view[1])
 
     reopened = bottleneck_cache.BottleneckCache(str(tmp_path), module)
-    again, again_labels, computed = trainer_module.cached_features(
-        extractor, files, output, IMAGE_SIZE, reopened, batch_size=7)
+    again, computed = feature_pass.cached_features(extractor, jpegs, settings, reopened,
+                                                   ("plain", "mirror", "squash64"))
     assert computed == 0
-    np.testing.assert_array_equal(again, features)
-    np.testing.assert_array_equal(again_labels, labels)
-
-
-def test_head_eval_loss_equals_the_whole_models_eval_loss(transformed, hub_module):
-    settings = TrainingConfig(model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES,
-                              label_smoothing=0.1)
-    transfer = trainer_module.TransferModel(settings)
-    output = tft.TFTransformOutput(str(transformed / "transform_graph"))
-    eval_ds = trainer_module.make_dataset([str(transformed / "eval.gz")], output, IMAGE_SIZE, 3)
-    eval_features = trainer_module.extract_features(transfer.feature_extractor, eval_ds)
-    transfer.classifier.kernel.assign(
-        tf.random.stateless_normal(transfer.classifier.kernel.shape, seed=(1, 2)))
-    trainer_module._compile(transfer.head, settings, 0.01)
-    trainer_module._compile(transfer.model, settings, 0.01)
-    from_cache = trainer_module.head_eval_loss(transfer, eval_features)
-    from_images = transfer.model.evaluate(eval_ds, verbose=0, return_dict=True)["loss"]
-    assert from_cache == pytest.approx(from_images, rel=1e-4)
-    assert from_cache > 0
+    np.testing.assert_array_equal(again[1], by_view[1])
 
 
 def test_block_of_reads_mobilenet_variable_names():
@@ -132,17 +154,6 @@ def test_autograph_leaves_tf_keras_alone_but_converts_our_code():
     assert sum(rule.matches("tf_keras") for rule in autograph_config.CONVERSION_RULES) == 1
     assert conversion.is_allowlisted(tf_keras.layers.Dense(2).call)
     assert not conversion.is_allowlisted(trainer_module.smoothed_crossentropy(2, 0.1))
-
-
-def test_pad_single_image_doubles_only_a_batch_of_one():
-    one = tf.random.uniform([1, 4, 4, 3], seed=1)
-    padded = trainer_module.pad_single_image(one).numpy()
-    assert padded.shape == (2, 4, 4, 3)
-    np.testing.assert_array_equal(padded[0], padded[1])
-    np.testing.assert_array_equal(padded[0], one.numpy()[0])
-    for count in (0, 2, 5):
-        batch = tf.random.uniform([count, 4, 4, 3], seed=2)
-        np.testing.assert_array_equal(trainer_module.pad_single_image(batch).numpy(), batch.numpy())
 
 
 def test_class_weights_only_when_classes_are_imbalanced():
@@ -198,44 +209,53 @@ def test_keep_best_weights_keeps_starting_weights_when_nothing_improves():
     assert model.layers[0].kernel.numpy()[0, 0] == 7.0
 
 
-def test_transfer_model_shares_head_between_models(hub_module):
-    settings = TrainingConfig(model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES)
-    transfer = trainer_module.TransferModel(settings)
+def test_transfer_model_shares_head_between_models(hub_module, tmp_path):
+    settings = _settings(hub_module, "short-side")
+    transfer = trainer_module.TransferModel(settings, _any_size(hub_module, tmp_path))
     assert transfer.model.output_shape == (None, 2)
     assert transfer.head.input_shape == (None, 256)  # 1024 * alpha 0.25
     transfer.classifier.kernel.assign(tf.ones_like(transfer.classifier.kernel))
     assert transfer.head.layers[-1] is transfer.model.layers[-1]
+    # Any size: the backbone was rebuilt from the fixed 96x96 module.
+    assert transfer.model(tf.zeros([2, 96, 160, 3])).shape == (2, 2)
 
 
-def test_run_fn_trains_and_exports_both_signatures(transformed, hub_module, tmp_path):
-    settings = TrainingConfig(
-        model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES,
-        epochs=15, learning_rate=0.01, fine_tune_epochs=1, train_batch_size=8,
-        bottleneck_dir=str(tmp_path / "bottlenecks"), label_smoothing=0.1,
-    )
-    fn_args = FnArgs(
-        train_files=[str(transformed / "train.gz")],
-        eval_files=[str(transformed / "eval.gz")],
-        transform_output=str(transformed / "transform_graph"),
-        serving_model_dir=str(tmp_path / "serving"),
-        model_run_dir=str(tmp_path / "logs"),
+def _fn_args(data, tmp_path, name, settings, base_model=None):
+    return FnArgs(
+        train_files=[str(data / "train.gz")],
+        eval_files=[str(data / "eval.gz")],
+        transform_output=str(data / "transform_graph"),
+        serving_model_dir=str(tmp_path / name / "model"),
+        model_run_dir=str(tmp_path / name / "logs"),
+        base_model=base_model,
         custom_config=settings.to_custom_config(),
     )
-    trainer_module.run_fn(fn_args)
-    # The features of the 16 train and 8 eval photos are cached for the next run.
-    shards = tf.io.gfile.glob(str(tmp_path / "bottlenecks" / "*" / "features-*.npz"))
-    assert len(shards) == 1 and len(np.load(shards[0])["keys"]) == 24
 
-    # TensorBoard logs for both the train and validation scalars.
-    assert tf.io.gfile.glob(str(tmp_path / "logs" / "train" / "events.out.tfevents.*"))
-    assert tf.io.gfile.glob(str(tmp_path / "logs" / "validation" / "events.out.tfevents.*"))
-    labels = (tmp_path / "serving" / "assets" / trainer_module.LABELS_FILE).read_text()
+
+def test_run_fn_fits_the_head_and_exports_both_signatures(transformed, hub_module, tmp_path):
+    data, resize = transformed
+    settings = _settings(hub_module, resize, bottleneck_dir=str(tmp_path / "bottlenecks"),
+                         backbone_dir=str(tmp_path / "backbones"), views=("plain", "squash64"))
+    fn_args = _fn_args(data, tmp_path, "trainer", settings)
+    trainer_module.run_fn(fn_args)
+    # The features of the 16 train and 8 eval photos, both views, are cached for the next run.
+    shards = tf.io.gfile.glob(str(tmp_path / "bottlenecks" / "*" / "features-*.npz"))
+    assert len(shards) == 1 and len(np.load(shards[0])["keys"]) == 48
+    # The any-size copy of the fixed-size module is made once, in the cache.
+    assert len(tf.io.gfile.glob(str(tmp_path / "backbones" / "*-any-size"))) == 1
+
+    head = json.loads((tmp_path / "trainer" / "logs" / trainer_module.HEAD_REPORT_FILE)
+                      .read_text())
+    assert head["c"] in config_lib.HEAD_C_GRID and head["cv_folds"] >= 2
+    assert head["cv_accuracy"] > 0.9 and head["eval_accuracy"] == 1.0  # easy colours
+    assert tf.io.gfile.glob(str(tmp_path / "trainer" / "logs" / "validation" / "events.*"))
+    labels = (tmp_path / "trainer" / "model" / "assets" / serving.LABELS_FILE).read_text()
     assert labels.split() == list(CLASSES)
 
-    loaded = tf.saved_model.load(str(tmp_path / "serving"))
-    serve_images = loaded.signatures[trainer_module.SERVING_IMAGES_SIGNATURE]
+    loaded = tf.saved_model.load(fn_args.serving_model_dir)
+    serve_images = loaded.signatures[serving.SERVING_IMAGES_SIGNATURE]
     assert list(serve_images.structured_input_signature[1]) == ["images"]
-    photos = tf.constant([_photo(0, 100), _photo(1, 101), _photo(1, 102)])
+    photos = tf.constant([_photo(0, 100), _photo(1, 101, (30, 50)), _photo(1, 102)])
     outputs = serve_images(images=photos)
     scores = outputs["scores"].numpy()
     assert scores.shape == (3, 2)
@@ -247,34 +267,31 @@ def test_run_fn_trains_and_exports_both_signatures(transformed, hub_module, tmp_
     example = tf.train.Example()
     example.features.feature[config_lib.IMAGE_KEY].bytes_list.value.append(_photo(1, 103))
     example.features.feature[config_lib.LABEL_KEY].int64_list.value.append(1)
-    serve_examples = loaded.signatures[trainer_module.SERVING_EXAMPLES_SIGNATURE]
+    serve_examples = loaded.signatures[serving.SERVING_EXAMPLES_SIGNATURE]
     from_examples = serve_examples(examples=tf.constant([example.SerializeToString()]))
     assert from_examples["scores"].numpy().argmax() == 1
+
+    # Another head setting: every feature comes from the cache, no new shard.
+    rerun = dataclasses.replace(settings, head_c=0.5)
+    trainer_module.run_fn(_fn_args(data, tmp_path, "rerun", rerun))
+    assert len(tf.io.gfile.glob(str(tmp_path / "bottlenecks" / "*" / "features-*.npz"))) == 1
+    rerun_head = json.loads((tmp_path / "rerun" / "logs" / trainer_module.HEAD_REPORT_FILE)
+                            .read_text())
+    assert rerun_head["c"] == 0.5 and list(rerun_head["cv_by_c"]) == ["0.5"]
 
 
 def test_fine_tuner_hands_the_trainer_a_fine_tuned_module(transformed, hub_module, tmp_path):
     import tensorflow_hub as hub
 
-    settings = TrainingConfig(
-        model_handle=hub_module, image_size=IMAGE_SIZE, class_names=CLASSES,
-        # A barely trained head, so that fine-tuning improves the validation loss and its
-        # weights (not the head-only ones) are kept.
-        epochs=1, learning_rate=1e-4, fine_tune_epochs=2, fine_tune_learning_rate=1e-3,
-        train_batch_size=8, bottleneck_dir=str(tmp_path / "bottlenecks"),
+    data, resize = transformed
+    settings = _settings(
+        hub_module, resize, fine_tune_epochs=2, fine_tune_learning_rate=1e-3,
+        # A strongly regularised head, so that fine-tuning improves the validation loss and
+        # its weights (not the head-only ones) are kept.
+        head_c=1e-3, train_batch_size=8, bottleneck_dir=str(tmp_path / "bottlenecks"),
+        backbone_dir=str(tmp_path / "backbones"),
     )
-
-    def fn_args(name, base_model=None, **changes):
-        return FnArgs(
-            train_files=[str(transformed / "train.gz")],
-            eval_files=[str(transformed / "eval.gz")],
-            transform_output=str(transformed / "transform_graph"),
-            serving_model_dir=str(tmp_path / name / "model"),
-            model_run_dir=str(tmp_path / name / "logs"),
-            base_model=base_model,
-            custom_config=dataclasses.replace(settings, **changes).to_custom_config(),
-        )
-
-    fine_tuner_args = fn_args("fine_tuner")
+    fine_tuner_args = _fn_args(data, tmp_path, "fine_tuner", settings)
     trainer_module.fine_tune_fn(fine_tuner_args)
     fine_tuned = fine_tuner_args.serving_model_dir
     original = {w.name: w.numpy() for w in hub.KerasLayer(hub_module).weights}
@@ -284,16 +301,15 @@ def test_fine_tuner_hands_the_trainer_a_fine_tuned_module(transformed, hub_modul
                if not np.array_equal(tuned[name], original[name])}
     assert changed == {12, 13}  # only the top blocks were fine-tuned
     assert bottleneck_cache.module_key(fine_tuned) != bottleneck_cache.module_key(hub_module)
+    # The fine-tuned module takes any size, as the any-size copy it was made from.
+    assert hub.KerasLayer(fine_tuned)(tf.zeros([2, 96, 160, 3])).shape == (2, 256)
 
     shards = str(tmp_path / "bottlenecks" / "*" / "features-*.npz")
-    trainer_args = fn_args("trainer", base_model=fine_tuned, epochs=15, learning_rate=0.01)
+    trainer_args = _fn_args(data, tmp_path, "trainer", dataclasses.replace(settings, head_c=0),
+                            base_model=fine_tuned)
     trainer_module.run_fn(trainer_args)
     assert len(tf.io.gfile.glob(shards)) == 2  # the original module's, the fine-tuned one's
     loaded = tf.saved_model.load(trainer_args.serving_model_dir)
-    scores = loaded.signatures[trainer_module.SERVING_IMAGES_SIGNATURE](
+    scores = loaded.signatures[serving.SERVING_IMAGES_SIGNATURE](
         images=tf.constant([_photo(0, 200), _photo(1, 201)]))["scores"].numpy()
     assert scores.argmax(axis=1).tolist() == [0, 1]
-
-    # Another head learning rate: every feature comes from the cache, no new shard.
-    trainer_module.run_fn(fn_args("rerun", base_model=fine_tuned, epochs=15, learning_rate=0.02))
-    assert len(tf.io.gfile.glob(shards)) == 2

@@ -2,8 +2,10 @@
 
 - `log_sample_images`: a few training images of each class, once, before training (Images tab,
   run `train`): shows what the model sees after Transform (resolution, crops, colours).
-- `ConfusionMatrixSummary`: a Keras callback that renders the eval split's confusion matrix as
-  an image after every epoch (Images tab, run `validation`), so one can step through epochs.
+- `log_head`: the head's cross-validated accuracy for each regularisation C tried (Scalars,
+  run `validation`, step = the C's place in the grid), and the eval split's confusion matrix.
+- `ConfusionMatrixSummary`: a Keras callback (fine-tuning) that renders the eval split's
+  confusion matrix as an image (Images tab, run `validation`).
 
 Both write beside the Keras TensorBoard callback's `train/` and `validation/` event files, so
 TensorBoard shows them in the same runs as the loss and accuracy curves.
@@ -74,6 +76,22 @@ def confusion_matrix_image(
     """The confusion matrix drawn as a uint8 [1, height, width, 3] batch for tf.summary.image."""
     figure = plots.confusion_matrix_figure(matrix, class_names, title)
     return plots.rgb_pixels(figure)[np.newaxis]
+
+
+def log_head(log_dir: str, class_names: Sequence[str], report: dict, eval_labels: np.ndarray,
+             eval_scores: np.ndarray) -> None:
+    """The fitted head's cross-validation and eval confusion matrix, in run `validation`."""
+    writer = tf.summary.create_file_writer(os.path.join(log_dir, VALIDATION_RUN))
+    matrix = report_data.confusion_matrix(eval_labels, np.argmax(eval_scores, axis=-1),
+                                          len(class_names))
+    title = f"eval split, head C={report['c']:g}: accuracy {report_data.accuracy(matrix):.1%}"
+    with writer.as_default():
+        for step, (c, accuracy) in enumerate(report["cv_by_c"].items()):
+            tf.summary.scalar("head/cross_validated_accuracy", accuracy, step=step,
+                              description=f"C={c}, {report['cv_folds']}-fold over train photos")
+        tf.summary.image(CONFUSION_MATRIX_TAG, confusion_matrix_image(matrix, class_names, title),
+                         step=0, description="rows: true class, columns: predicted class")
+    writer.close()
 
 
 class ConfusionMatrixSummary(tf_keras.callbacks.Callback):

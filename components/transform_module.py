@@ -1,4 +1,7 @@
-"""Transform's user module: decode each image and resize it to the model's resolution.
+"""Transform's user module: decode each image and resize it to the size the network sees.
+
+Squashed to a square, or (`short-side`) with its aspect ratio kept and its short side at the
+chosen size.
 
 The resized image is stored re-encoded as JPEG, not as floats: 224x224x3 float32 would cost
 600 KB an image on disk, a quality-95 JPEG of it costs about 20 KB. The Trainer and the serving
@@ -16,16 +19,49 @@ import tensorflow as tf  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 
 TRANSFORMED_JPEG_QUALITY = 95
+RESIZE_MODES = config_lib.RESIZE_MODES
+SHORT_SIDE, SQUASH = RESIZE_MODES
+# With SHORT_SIDE, the long side is at most this many times the short one: a panorama is
+# cropped to its centre there, so one odd photo cannot cost the memory of ten.
+MAX_ASPECT_RATIO = 2.0
+# With SHORT_SIDE, the long side is rounded to a multiple of this (MobileNet's stride): photos
+# then fall into a few shapes, which the Trainer and serving batch together; the aspect ratio
+# moves by under 16 / image_size.
+LONG_SIDE_STEP = 32
 
 
-def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
-    """One encoded JPEG/PNG/GIF/BMP image to a [size, size, 3] float32 tensor in [0, 1].
+def _rounded_long_side(short: tf.Tensor, long: tf.Tensor, image_size: int) -> tf.Tensor:
+    scaled = tf.cast(long, tf.float32) * image_size / tf.cast(short, tf.float32)
+    steps = tf.maximum(1.0, tf.round(scaled / LONG_SIDE_STEP))
+    longest = int(image_size * MAX_ASPECT_RATIO)
+    return tf.maximum(image_size, tf.minimum(longest, tf.cast(steps, tf.int32) * LONG_SIDE_STEP))
 
-    Squashes to a square without cropping, as retrain.py did, so no part of the photo is lost.
+
+def resized_shape(height: tf.Tensor, width: tf.Tensor, image_size: int, mode: str):
+    """(height, width) after resizing: square, or the short side at `image_size` and the long
+    side at the nearest multiple of LONG_SIDE_STEP, at most MAX_ASPECT_RATIO times that."""
+    if mode == SQUASH:
+        return tf.constant(image_size), tf.constant(image_size)
+    short, long = tf.minimum(height, width), tf.maximum(height, width)
+    long_side = _rounded_long_side(short, long, image_size)
+    size = tf.constant(image_size)
+    return tf.cond(height <= width, lambda: (size, long_side), lambda: (long_side, size))
+
+
+def decode_and_resize(encoded: tf.Tensor, image_size: int, mode: str = SQUASH) -> tf.Tensor:
+    """One encoded JPEG/PNG/GIF/BMP image to a float32 [h, w, 3] tensor in [0, 1].
+
+    SQUASH: [size, size], not cropped, as retrain.py did, so no part of the photo is lost.
+    SHORT_SIDE: the aspect ratio kept (see resized_shape); a longer panorama is scaled to the
+    longest side allowed, not cropped.
     """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode {mode!r} is not one of {RESIZE_MODES}")
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image = tf.image.convert_image_dtype(image, tf.float32)
-    image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+    shape = tf.shape(image)
+    height, width = resized_shape(shape[0], shape[1], image_size, mode)
+    image = tf.image.resize(image, [height, width], method="bilinear", antialias=True)
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
@@ -35,20 +71,23 @@ def encode_jpeg(image: tf.Tensor) -> tf.Tensor:
     return tf.io.encode_jpeg(pixels, quality=TRANSFORMED_JPEG_QUALITY)
 
 
-def resize_to_jpeg(encoded_images: tf.Tensor, image_size: int) -> tf.Tensor:
+def resize_to_jpeg(encoded_images: tf.Tensor, image_size: int, mode: str = SQUASH) -> tf.Tensor:
     """A [batch] tensor of encoded images to a [batch] tensor of resized JPEGs."""
     return tf.map_fn(
-        lambda encoded: encode_jpeg(decode_and_resize(encoded, image_size)),
+        lambda encoded: encode_jpeg(decode_and_resize(encoded, image_size, mode)),
         encoded_images,
         fn_output_signature=tf.TensorSpec([], tf.string),
     )
 
 
-def decode_transformed_image(jpeg: tf.Tensor, image_size: int) -> tf.Tensor:
-    """A resized JPEG from Transform to the float32 [size, size, 3] input of the MobileNet."""
+def decode_transformed_image(jpeg: tf.Tensor, image_size: int, mode: str = SQUASH) -> tf.Tensor:
+    """A resized JPEG from Transform to the float32 [h, w, 3] input of the MobileNet:
+    [size, size, 3] when squashed, else of the photo's own shape."""
     image = tf.io.decode_jpeg(jpeg, channels=3)
     image = tf.image.convert_image_dtype(image, tf.float32)
-    return tf.ensure_shape(image, [image_size, image_size, 3])
+    if mode == SQUASH:
+        return tf.ensure_shape(image, [image_size, image_size, 3])
+    return tf.ensure_shape(image, [None, None, 3])
 
 
 def _flatten(feature: tf.Tensor) -> tf.Tensor:
@@ -57,11 +96,13 @@ def _flatten(feature: tf.Tensor) -> tf.Tensor:
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
-    """tf.Transform entry point; `custom_config["image_size"]` is the model's resolution."""
+    """tf.Transform entry point; `custom_config` gives `image_size` (the short side, or the
+    square's) and `resize` (one of RESIZE_MODES; SQUASH if absent)."""
     image_size = int(custom_config["image_size"])
+    mode = custom_config.get("resize", SQUASH)
     outputs = {
         config_lib.TRANSFORMED_IMAGE_KEY: resize_to_jpeg(
-            _flatten(inputs[config_lib.IMAGE_KEY]), image_size
+            _flatten(inputs[config_lib.IMAGE_KEY]), image_size, mode
         )
     }
     outputs[config_lib.TRANSFORMED_LABEL_KEY] = _flatten(inputs[config_lib.LABEL_KEY])

@@ -63,41 +63,56 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
     model.add_argument("--model-handle", default="",
                        help="TF Hub handle or local SavedModel of an image feature vector; "
                        "empty uses the TF Hub handle of --architecture")
-    model.add_argument("--image-size", type=int, default=0,
-                       help="input resolution of the module; 0 takes it from the module's "
-                       "signature, else from --architecture")
-    training = parser.add_argument_group("training")
     default = {field.name: field.default for field in dataclasses.fields(config_lib.TrainingConfig)}
-    training.add_argument("--learning-rate", type=float, default=default["learning_rate"],
-                          help="learning rate of the new softmax head (phase 1)")
-    training.add_argument("--epochs", type=int, default=default["epochs"],
-                          help="epochs of the head on cached MobileNet features (phase 1)")
-    training.add_argument("--dropout", type=float, default=default["dropout"],
-                          help="dropout rate before the softmax layer")
+    model.add_argument("--image-size", type=int, default=0,
+                       help="the size the network sees: the short side with --resize "
+                       f"short-side, the square's side with squash; 0: {default['image_size']}, "
+                       "or the module's own size for a fixed-size module other than MobileNet "
+                       "V1 (MobileNet V1 modules are rebuilt to take any size)")
+    model.add_argument("--resize", choices=config_lib.RESIZE_MODES, default=None,
+                       help="short-side keeps each photo's aspect ratio; squash makes it square "
+                       f"as retrain.py did (default {default['resize']}, or squash for a "
+                       "fixed-size module that cannot be rebuilt)")
+    training = parser.add_argument_group("training")
+    training.add_argument("--views", default=None,
+                          help="comma-separated views of each photo the head is trained on: "
+                          f"{config_lib.PLAIN_VIEW} (as resized, first), {config_lib.MIRROR_VIEW}"
+                          ", squash<N> (squashed to NxN, a second scale); default "
+                          f"{','.join(default['views'])} (plain alone for a fixed-size module "
+                          "that cannot be rebuilt)")
+    training.add_argument("--average-views", action=argparse.BooleanOptionalAction,
+                          default=default["average_views"],
+                          help="score a photo by the mean over its views when serving (one "
+                          "forward pass per view, in one batch), else by the plain view")
+    training.add_argument("--head-c", type=float, default=default["head_c"],
+                          help="regularisation C of the logistic-regression head (more is "
+                          "less regularised); 0 chooses it from "
+                          f"{', '.join(f'{c:g}' for c in config_lib.HEAD_C_GRID)} by 5-fold "
+                          "cross-validation over the train photos")
     training.add_argument("--fine-tune-epochs", type=int, default=default["fine_tune_epochs"],
-                          help="epochs fine-tuning MobileNet on distorted images (phase 2); "
-                          "0 skips it")
+                          help="epochs fine-tuning MobileNet on distorted images from the "
+                          "fitted head (the FineTuner); 0 skips it")
     training.add_argument("--fine-tune-learning-rate", type=float,
                           default=default["fine_tune_learning_rate"],
-                          help="learning rate of phase 2")
+                          help="learning rate of fine-tuning")
     training.add_argument("--fine-tune-from-block", type=int,
                           default=default["fine_tune_from_block"],
                           help="fine-tune MobileNet V1 blocks from this one up (1..13); 0 "
                           "fine-tunes the whole network (slower, more memory)")
     training.add_argument("--flip-left-right", action=argparse.BooleanOptionalAction,
                           default=default["flip_left_right"],
-                          help="mirror half of the training images in phase 2")
+                          help="mirror half of the training images while fine-tuning")
     training.add_argument("--random-crop", type=int, default=default["random_crop"],
                           help="percentage of margin randomly cropped off training images "
-                          "in phase 2")
+                          "while fine-tuning")
     training.add_argument("--random-scale", type=int, default=default["random_scale"],
                           help="percentage by which training images are randomly scaled up "
-                          "in phase 2")
+                          "while fine-tuning")
     training.add_argument("--random-brightness", type=int, default=default["random_brightness"],
                           help="percentage by which training pixels are randomly multiplied "
-                          "up or down in phase 2")
+                          "up or down while fine-tuning")
     training.add_argument("--label-smoothing", type=float, default=default["label_smoothing"],
-                          help="label smoothing of the cross-entropy loss, both phases")
+                          help="label smoothing of fine-tuning's cross-entropy loss")
     training.add_argument("--class-weights", choices=config_lib.CLASS_WEIGHT_MODES,
                           default=default["class_weights"],
                           help="weight the loss by inverse class frequency; auto does so when "
@@ -105,14 +120,14 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                           "x the photos of the smallest")
     training.add_argument("--lr-schedule", choices=config_lib.LR_SCHEDULES,
                           default=default["lr_schedule"],
-                          help="cosine decays each phase's learning rate to 0 over its epochs")
+                          help="cosine decays fine-tuning's learning rate to 0 over its epochs")
     training.add_argument("--train-batch-size", type=int, default=default["train_batch_size"],
-                          help="images per training batch")
+                          help="images per fine-tuning batch")
     training.add_argument("--early-stopping-patience", type=int,
                           default=default["early_stopping_patience"],
-                          help="epochs without a better validation loss before a phase stops")
+                          help="epochs without a better validation loss before fine-tuning stops")
     training.add_argument("--seed", type=int, default=default["seed"],
-                          help="random seed of training")
+                          help="random seed of training and of the head's folds")
     evaluation = parser.add_argument_group("evaluation and push")
     evaluation.add_argument("--min-accuracy", type=float, default=0.7,
                             help="push only models above this eval-split accuracy (and never "
@@ -142,12 +157,23 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
     plugins.add_argument("--run-fn", default=config_lib.DEFAULT_RUN_FN,
                          help="dotted name of Trainer's run_fn")
     plugins.add_argument("--fine-tune-fn", default=config_lib.DEFAULT_FINE_TUNE_FN,
-                         help="dotted name of the FineTuner's run_fn (phase 2)")
+                         help="dotted name of the FineTuner's run_fn")
     plugins.add_argument("--extra-component", action="append", default=[],
                          help="dotted name of factory(config, components) -> [components] "
                          "whose components are added to the pipeline; repeatable")
     _defaults_from_environment(parser)
     return parser
+
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    if raw.strip().lower() in TRUE_WORDS:
+        return True
+    if raw.strip().lower() in FALSE_WORDS:
+        return False
+    raise CliError(f"{name}={raw!r}: use one of {', '.join(TRUE_WORDS + FALSE_WORDS[:-1])}")
 
 
 def _defaults_from_environment(parser: argparse.ArgumentParser) -> None:
@@ -157,8 +183,8 @@ def _defaults_from_environment(parser: argparse.ArgumentParser) -> None:
         if action.dest == "help" or name not in os.environ:
             continue
         raw = os.environ[name]
-        if isinstance(action, argparse._StoreTrueAction):
-            value = raw.lower() in ("1", "true", "yes")
+        if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
+            value = parse_bool(name, raw)
         elif isinstance(action, argparse._AppendAction):
             value = raw.split()
         else:
@@ -220,9 +246,7 @@ def resolve_model_handle(handle: str, cache_dir: str) -> str:
         ) from None
 
 
-def module_image_size(model_path: str) -> int | None:
-    """The square input resolution a local image module's signatures fix, or None when any
-    size works or the SavedModel does not say (e.g. no serving signature)."""
+def _saved_model_proto(model_path: str):
     from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -236,7 +260,13 @@ def module_image_size(model_path: str) -> int | None:
             f"--model-handle {model_path}: {path} is not a SavedModel; pass a TF Hub handle or "
             "a SavedModel folder of an image feature vector"
         ) from None
-    for meta_graph in saved_model.meta_graphs:
+    return saved_model
+
+
+def module_image_size(model_path: str) -> int | None:
+    """The square input resolution a local image module's signatures fix, or None when any
+    size works or the SavedModel does not say (e.g. no serving signature)."""
+    for meta_graph in _saved_model_proto(model_path).meta_graphs:
         for signature in meta_graph.signature_def.values():
             for tensor in signature.inputs.values():
                 dims = [dim.size for dim in tensor.tensor_shape.dim]
@@ -245,24 +275,51 @@ def module_image_size(model_path: str) -> int | None:
     return None
 
 
-def choose_image_size(flag: int, architecture_size: int, module_size: int | None,
-                      model_path: str, handle_given: bool) -> int:
-    """--image-size if set (it must fit the module), else the module's, else the architecture's."""
-    if flag and module_size and flag != module_size:
+def module_is_mobilenet_v1(model_path: str) -> bool:
+    """Whether the module's variables carry tf_keras's MobileNet V1 names, so that
+    components/resolution_free.py can rebuild it at any input size."""
+    names = {
+        node.variable.name.split(":")[0]
+        for meta_graph in _saved_model_proto(model_path).meta_graphs
+        for node in meta_graph.object_graph_def.nodes
+        if node.WhichOneof("kind") == "variable"
+    }
+    blocks = {f"conv_{kind}_{block}" for kind in ("dw", "pw") for block in range(1, 14)}
+    return "conv1/kernel" in names and all(
+        any(name.startswith(block + "/") for name in names) for block in blocks
+    )
+
+
+def choose_image_size(flag: int, resize: str | None, module_size: int | None,
+                      resizable: bool, model_path: str) -> tuple[int, str]:
+    """(image size, resize mode): the flags', else the defaults; a fixed-size module that
+    cannot be rebuilt takes only its own size, squashed."""
+    default = {field.name: field.default for field in dataclasses.fields(config_lib.TrainingConfig)}
+    if module_size is None or resizable:
+        return flag or default["image_size"], resize or default["resize"]
+    if (flag and flag != module_size) or resize == "short-side":
+        asked = f"--image-size {flag}" if flag and flag != module_size else "--resize short-side"
         raise CliError(
-            f"--image-size {flag} does not match the module {model_path}, which takes "
-            f"{module_size}x{module_size} images; pass --image-size {module_size} or leave it out"
+            f"{asked}: the module {model_path} takes only {module_size}x{module_size} images "
+            f"and is not a MobileNet V1 that can be rebuilt at another size; pass --image-size "
+            f"{module_size} --resize squash, or leave both out"
         )
-    if flag:
-        return flag
-    if module_size and handle_given:
-        return module_size
-    if module_size and module_size != architecture_size:
+    return module_size, "squash"
+
+
+def choose_views(flag: str | None, resizable: bool, model_path: str) -> tuple[str, ...]:
+    """--views, else the default; squashed views need a module that takes any size."""
+    default = {field.name: field.default for field in dataclasses.fields(config_lib.TrainingConfig)}
+    views = tuple(v.strip() for v in flag.split(",") if v.strip()) if flag else default["views"]
+    if resizable:
+        return views
+    fixed = tuple(v for v in views if v in (config_lib.PLAIN_VIEW, config_lib.MIRROR_VIEW))
+    if flag and fixed != views:
         raise CliError(
-            f"--architecture takes {architecture_size}x{architecture_size} images but its module "
-            f"{model_path} takes {module_size}x{module_size}; pass --image-size {module_size}"
+            f"--views {flag}: the module {model_path} takes only its own size, so squash<N> "
+            f"views cannot be shown to it; pass --views {','.join(fixed)}"
         )
-    return architecture_size
+    return fixed
 
 
 def _first_line(error: BaseException) -> str:
@@ -309,19 +366,22 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
     """
     from components.image_example_gen import images
 
-    _, architecture_size = config_lib.parse_architecture(args.architecture)
+    config_lib.parse_architecture(args.architecture)  # checks the name
     handle = args.model_handle or config_lib.architecture_to_hub_handle(args.architecture)
     if local:
         data_dir = args.data_dir or download_flower_photos(args.cache_dir)
         model_path = resolve_model_handle(handle, args.cache_dir)
         module_size = module_image_size(model_path)
+        resizable = module_size is None or module_is_mobilenet_v1(model_path)
     else:
         if not args.data_dir:
             raise CliError("--data-dir is required: the folder (or gs:// URI) the pipeline reads")
-        data_dir, model_path, module_size = args.data_dir, handle, None
-    image_size = choose_image_size(
-        args.image_size, architecture_size, module_size, model_path, bool(args.model_handle)
+        # Read where the pipeline runs; TF Hub's MobileNet V1 modules can be rebuilt.
+        data_dir, model_path, module_size, resizable = args.data_dir, handle, None, True
+    image_size, resize = choose_image_size(
+        args.image_size, args.resize, module_size, resizable, model_path
     )
+    views = choose_views(args.views, resizable, model_path)
     if args.class_names:
         class_names = tuple(sorted(name.strip() for name in args.class_names.split(",")))
         if local:
@@ -345,10 +405,11 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
         training=config_lib.TrainingConfig(
             model_handle=model_path,
             image_size=image_size,
+            resize=resize,
             class_names=class_names,
-            learning_rate=args.learning_rate,
-            epochs=args.epochs,
-            dropout=args.dropout,
+            views=views,
+            average_views=args.average_views,
+            head_c=args.head_c,
             fine_tune_epochs=args.fine_tune_epochs,
             fine_tune_learning_rate=args.fine_tune_learning_rate,
             fine_tune_from_block=args.fine_tune_from_block,
@@ -364,6 +425,7 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
             seed=args.seed,
             # Beside the artifacts, outside any run: features outlive the runs that made them.
             bottleneck_dir=_join(_local_path(args.pipeline_root), "bottlenecks"),
+            backbone_dir=_join(_local_path(args.pipeline_root), "backbones"),
         ),
         evaluation=config_lib.EvaluationConfig(
             min_accuracy=args.min_accuracy,

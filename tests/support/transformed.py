@@ -41,7 +41,7 @@ def write_transformed_examples(path: str | os.PathLike, rows) -> None:
 
 
 def make_transformed_data(root: str | os.PathLike, raw_rows: list[dict], image_size: int,
-                          num_train: int) -> Path:
+                          num_train: int, resize: str = "squash") -> Path:
     """Writes root/transform_graph, root/train.gz (the first num_train rows) and root/eval.gz."""
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
@@ -52,7 +52,8 @@ def make_transformed_data(root: str | os.PathLike, raw_rows: list[dict], image_s
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
     with tft_beam.Context(temp_dir=str(root / "tmp")):
         (rows, _), transform_fn = (raw_rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: transform_module.preprocessing_fn(inputs, {"image_size": image_size}),
+            lambda inputs: transform_module.preprocessing_fn(
+                inputs, {"image_size": image_size, "resize": resize}),
             output_record_batches=False,
         )
         _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform_graph"))

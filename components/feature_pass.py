@@ -1,0 +1,126 @@
+"""Reading the Transform's resized photos, and one forward pass per view through the cache.
+
+Photos resized with their aspect ratio kept come in a few shapes (transform_module rounds the
+long side), and a batch needs one shape: `by_shape` groups them with tf.data's
+`group_by_window`, so each batch is full except the last of each shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+
+from components import bottleneck_cache, transform_module, views  # noqa: E402
+from pipeline import config as config_lib  # noqa: E402
+
+logger = logging.getLogger(__name__)
+FEATURE_BATCH = 32
+# Python ints, so tf.data sees one shape key per distinct (height, width).
+_SHAPE_KEY_BASE = 1 << 20
+
+
+def _expand_patterns(file_patterns: list[str]) -> list[str]:
+    files = sorted(path for pattern in file_patterns for path in tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(f"no transformed examples match {file_patterns}")
+    return files
+
+
+def records(file_patterns: list[str]) -> tf.data.Dataset:
+    return tf.data.TFRecordDataset(_expand_patterns(file_patterns), compression_type="GZIP")
+
+
+def parser(tf_transform_output: tft.TFTransformOutput):
+    """A record -> (resized JPEG, label) function."""
+    feature_spec = tf_transform_output.transformed_feature_spec()
+
+    def parse(record):
+        features = tf.io.parse_single_example(record, feature_spec)
+        return (features[config_lib.TRANSFORMED_IMAGE_KEY],
+                features[config_lib.TRANSFORMED_LABEL_KEY])
+
+    return parse
+
+
+def _shape_key(image: tf.Tensor) -> tf.Tensor:
+    shape = tf.cast(tf.shape(image), tf.int64)
+    return shape[0] * _SHAPE_KEY_BASE + shape[1]
+
+
+def by_shape(dataset: tf.data.Dataset, batch_size: int, image_of) -> tf.data.Dataset:
+    """Batches of elements whose image (`image_of(*element)`) has one shape."""
+    return dataset.group_by_window(
+        key_func=lambda *element: _shape_key(image_of(*element)),
+        reduce_func=lambda _, window: window.batch(batch_size),
+        window_size=batch_size,
+    )
+
+
+def read_split(file_patterns: list[str], tf_transform_output) -> tuple[list[bytes], np.ndarray]:
+    """(resized JPEGs, labels) of a split, in file order; small (tens of KB a photo)."""
+    jpegs, labels = [], []
+    for jpeg, label in records(file_patterns).map(parser(tf_transform_output)):
+        jpegs.append(jpeg.numpy())
+        labels.append(int(label.numpy()))
+    return jpegs, np.asarray(labels, np.int64)
+
+
+def cached_features(extract, jpegs: list[bytes], settings, cache, view_names):
+    """([features [N, D] per view], photos computed): the cache first, else one pass.
+
+    `extract(images) -> features`; a photo missing from the cache is decoded once, and each
+    view of a batch of photos runs as one batch, never a batch of one (oneDNN's single-image
+    path is ~10x slower, BENCHMARKS.md).
+    """
+    keys = [bottleneck_cache.photo_key(jpeg) for jpeg in jpegs]
+    missing = [i for i, key in enumerate(keys)
+               if any(bottleneck_cache.view_key(key, view) not in cache for view in view_names)]
+    if missing:
+        decode = lambda index, jpeg: (  # noqa: E731
+            index, transform_module.decode_transformed_image(jpeg, settings.image_size,
+                                                             settings.resize))
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (np.asarray(missing, np.int64), [jpegs[i] for i in missing])
+        ).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        batches = by_shape(dataset, FEATURE_BATCH, lambda _, image: image)
+        for indices, images in batches.prefetch(1):
+            outputs = views.per_view(extract, images, view_names, pad_single=True)
+            for view, features in zip(view_names, outputs, strict=True):
+                for row, index in enumerate(indices.numpy()):
+                    cache.put(bottleneck_cache.view_key(keys[index], view),
+                              features[row].numpy())
+    by_view = [np.stack([cache.get(bottleneck_cache.view_key(key, view)) for key in keys])
+               for view in view_names]
+    return by_view, len(missing)
+
+
+def image_dataset(file_patterns, tf_transform_output, settings, batch_size: int,
+                  shuffle: bool = False, distort=None) -> tf.data.Dataset:
+    """(images [B, h, w, 3] float32 in [0, 1], labels [B]) batches of one shape each, streamed.
+
+    `distort(image) -> image` of the same shape, applied per image after decoding.
+    """
+    parse = parser(tf_transform_output)
+
+    def decode(record):
+        jpeg, label = parse(record)
+        image = transform_module.decode_transformed_image(jpeg, settings.image_size,
+                                                          settings.resize)
+        return (distort(image) if distort else image), label
+
+    dataset = records(file_patterns)
+    if shuffle:
+        # Shuffles the small serialized JPEGs, not decoded pixels, to keep memory flat.
+        dataset = dataset.shuffle(2048, seed=settings.seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if settings.resize == transform_module.SQUASH:
+        dataset = dataset.batch(batch_size)
+    else:
+        dataset = by_shape(dataset, batch_size, lambda image, _: image)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,94 @@
+"""The exported classifier's serving signatures, built on the Transform's own graph.
+
+`serving_default` takes encoded image bytes and `serving_examples` serialized raw tf.Examples
+(what TFMA feeds); both return class names and scores. A photo is scored as at training: the
+Transform's resize, the Trainer's decoding, then the mean of the scores of its views
+(components/views.py) when the head was trained on views and `average_views` is on.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+
+from components import transform_module, views  # noqa: E402
+from pipeline import config as config_lib  # noqa: E402
+
+SERVING_IMAGES_SIGNATURE = "serving_default"
+SERVING_EXAMPLES_SIGNATURE = "serving_examples"
+LABELS_FILE = "labels.txt"
+
+
+def serving_views(settings) -> tuple[str, ...]:
+    return tuple(settings.views) if settings.average_views else (views.PLAIN,)
+
+
+def score_pixels(model, pixels: tf.Tensor, view_names, pad_single: bool = False) -> tf.Tensor:
+    """[B, h, w, 3] pixels of one shape -> [B, classes] scores, the mean over the views."""
+    scores = views.per_view(lambda batch: model(batch, training=False), pixels, view_names,
+                            pad_single)
+    return tf.add_n(scores) / len(scores)
+
+
+def score_jpegs(model, jpegs: tf.Tensor, settings, pad_single: bool = False) -> tf.Tensor:
+    """[B] resized JPEGs of the Transform -> [B, classes] scores.
+
+    Squashed photos share one shape and run as one batch; photos with their aspect ratio kept
+    run one at a time (with their views), since a batch needs one shape.
+    """
+    view_names = serving_views(settings)
+
+    def decode(jpeg):
+        return transform_module.decode_transformed_image(jpeg, settings.image_size,
+                                                         settings.resize)
+
+    if settings.resize == transform_module.SQUASH:
+        size = settings.image_size
+        pixels = tf.map_fn(decode, jpegs,
+                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        return score_pixels(model, pixels, view_names, pad_single)
+    num_classes = len(settings.class_names)
+    return tf.map_fn(
+        lambda jpeg: score_pixels(model, decode(jpeg)[tf.newaxis], view_names, pad_single)[0],
+        jpegs, fn_output_signature=tf.TensorSpec([num_classes], tf.float32),
+    )
+
+
+def signatures(model, tf_transform_output, settings) -> dict:
+    """The two serving functions; both reuse Transform's graph, so serving matches training."""
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    class_names = tf.constant(list(settings.class_names))
+    image_spec = tf_transform_output.raw_feature_spec()[config_lib.IMAGE_KEY]
+
+    def classify(encoded_images, pad_single: bool = False):
+        transformed = model.tft_layer({config_lib.IMAGE_KEY: tf.reshape(encoded_images, [-1, 1])})
+        scores = score_jpegs(model, transformed[config_lib.TRANSFORMED_IMAGE_KEY], settings,
+                             pad_single)
+        classes = tf.tile(class_names[tf.newaxis, :], [tf.shape(scores)[0], 1])
+        return {"scores": scores, "classes": classes}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve_images(images):
+        return classify(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(examples):
+        parsed = tf.io.parse_example(examples, {config_lib.IMAGE_KEY: image_spec})
+        # TFMA's batches: see views.pad_single_image. serving_default is not padded, since one
+        # photo without oneDNN takes 19 ms alone and 31 ms padded (BENCHMARKS.md).
+        return classify(tf.reshape(parsed[config_lib.IMAGE_KEY], [-1]), pad_single=True)
+
+    return {
+        SERVING_IMAGES_SIGNATURE: serve_images.get_concrete_function(),
+        SERVING_EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
+    }
+
+
+def export_model(model, tf_transform_output, settings, export_dir: str) -> None:
+    model.save(export_dir, save_format="tf",
+               signatures=signatures(model, tf_transform_output, settings))
+    with tf.io.gfile.GFile(os.path.join(export_dir, "assets", LABELS_FILE), "w") as labels:
+        labels.write("".join(f"{name}\n" for name in settings.class_names))
