@@ -15,7 +15,7 @@
 The exported SavedModel scores photos as training saw them (components/serving.py); float and
 int8 TFLite copies go to `tflite/` beside it (components/tflite_export.py). The head's
 cross-validation goes to `head.json` in the ModelRun folder, from where the Trainer's executor
-(components/trainer_executor.py) puts it on the Model artifact in ML Metadata.
+(components/metrics_on_artifacts/) puts it on the Model artifact in ML Metadata.
 """
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ from pipeline import config as config_lib  # noqa: E402
 from pipeline.config import TrainingConfig  # noqa: E402
 
 logger = logging.getLogger(__name__)
-# The file in the ModelRun folder that holds the head's cross-validation.
-HEAD_REPORT_FILE = "head.json"
+HEAD_REPORT_FILE = config_lib.HEAD_REPORT_FILE
 
 
 def keep_autograph_out_of_tf_keras() -> None:

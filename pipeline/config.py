@@ -31,6 +31,8 @@ IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
 LABEL_NAME_KEY = "image/class/text"
 FILENAME_KEY = "image/filename"
+# The Trainer's report of its head's cross-validation, in its ModelRun folder.
+HEAD_REPORT_FILE = "head.json"
 # Feature names after Transform.
 TRANSFORMED_IMAGE_KEY = "image_jpeg"
 TRANSFORMED_LABEL_KEY = "label"

@@ -18,7 +18,7 @@ import tensorflow_model_analysis as tfma
 # extensions (the Vertex AI SDK), which cost every run 13 s and 130 MB here (BENCHMARKS.md).
 from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
-from tfx.dsl.components.base import base_node
+from tfx.dsl.components.base import base_node, executor_spec
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy,
@@ -30,11 +30,14 @@ from tfx.types import Channel, standard_artifacts
 from components.atomic_pusher.component import AtomicPusher
 from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.images import EVAL, TEST, TRAIN
+from components.metrics_on_artifacts import executor as metrics_executor
 from components.run_report.component import RunReport
 from pipeline import config as config_lib
 from pipeline import results
 from pipeline.config import PipelineConfig
 
+# TFX's Evaluator executor, plus the accuracy's 95 % interval on the ModelEvaluation artifact.
+EVALUATOR_EXECUTOR = executor_spec.BeamExecutorSpec(metrics_executor.EvaluatorExecutor)
 # Absolute slack so that "not worse than the last blessed model" accepts an equal model.
 _CHANGE_TOLERANCE = 1e-10
 
@@ -123,7 +126,8 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=config.preprocessing_fn,
         splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL]),
-        custom_config={"image_size": config.training.image_size, **code_version},
+        custom_config={"image_size": config.training.image_size,
+                       "resize": config.training.resize, **code_version},
         # StatisticsGen already describes the raw data; statistics of resized JPEGs add little.
         disable_statistics=True,
         # The preprocessing has no analyzers, so there is nothing to cache between runs.
@@ -144,6 +148,8 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         ).with_id(results.FINE_TUNER_ID)
     trainer = Trainer(
         run_fn=config.run_fn,
+        # TFX's executor, plus the head's cross-validation recorded on the Model artifact.
+        custom_executor_spec=executor_spec.ExecutorClassSpec(metrics_executor.TrainerExecutor),
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -158,6 +164,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
     evaluator = Evaluator(
+        custom_executor_spec=EVALUATOR_EXECUTOR,
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],
@@ -185,6 +192,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
     }
     if config.evaluation.evaluate_test_split:
         test_evaluator = Evaluator(
+            custom_executor_spec=EVALUATOR_EXECUTOR,
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
             example_splits=[TEST],

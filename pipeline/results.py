@@ -19,6 +19,14 @@ class RunResults:
     pushed_model_dir: str = ""
     eval_accuracy: float | None = None
     test_accuracy: float | None = None
+    # The test accuracy's 95 % Wilson interval and photo count (the TestEvaluator's artifact).
+    test_interval: tuple[float, float] | None = None
+    test_count: int | None = None
+    # The final head's regularisation and cross-validated accuracy (the Trainer's Model).
+    head_c: float | None = None
+    head_cv_accuracy: float | None = None
+    head_cv_standard_error: float | None = None
+    head_cv_folds: int | None = None
     eval_accuracy_per_class: dict[str, float] = dataclasses.field(default_factory=dict)
     tensorboard_dir: str = ""
     conversion_report: str = ""
@@ -97,8 +105,18 @@ def latest_run_results(config: PipelineConfig) -> RunResults:
             overall, per_class = overall_and_per_class_accuracy(artifact.uri)
             if from_test_evaluator:
                 results.test_accuracy = overall
+                if "accuracy_low" in properties:
+                    results.test_interval = (properties["accuracy_low"].double_value,
+                                             properties["accuracy_high"].double_value)
+                    results.test_count = properties["example_count"].int_value
             else:
                 results.eval_accuracy, results.eval_accuracy_per_class = overall, per_class
+        elif type_name == "Model" and producers.get(artifact.id) == "Trainer" \
+                and "head_cv_accuracy" in properties:
+            results.head_c = properties["head_c"].double_value
+            results.head_cv_accuracy = properties["head_cv_accuracy"].double_value
+            results.head_cv_standard_error = properties["head_cv_standard_error"].double_value
+            results.head_cv_folds = properties["head_cv_folds"].int_value
         elif type_name == "ModelRun":
             results.tensorboard_dir = artifact.uri
         elif type_name == "Examples" and producers.get(artifact.id) == "ImageExampleGen":
@@ -187,7 +205,18 @@ def summarize(config: PipelineConfig) -> str:
             f"{name} {_percent(value)}" for name, value in results.eval_accuracy_per_class.items()
         )
         lines.append(f"  per class      {per_class}")
-    lines.append(f"  test accuracy  {_percent(results.test_accuracy)}")
+    test = f"  test accuracy  {_percent(results.test_accuracy)}"
+    if results.test_interval:
+        low, high = results.test_interval
+        test += (f"  (95% interval {_percent(low)}-{_percent(high)}, "
+                 f"{results.test_count} photos)")
+    lines.append(test)
+    if results.head_cv_accuracy is not None:
+        lines.append(
+            f"  head           C={results.head_c:g}, cross-validated accuracy "
+            f"{_percent(results.head_cv_accuracy)} ± {100 * results.head_cv_standard_error:.1f} "
+            f"({results.head_cv_folds} folds over the train photos)"
+        )
     if results.pushed_model_dir:
         lines.append(f"  pushed model   {results.pushed_model_dir}")
         lines.append(

@@ -1,0 +1,81 @@
+"""TFX's Trainer and Evaluator executors, plus the numbers a user asks of a model, recorded as
+custom properties of their output artifacts in ML Metadata.
+
+- Trainer: the head's cross-validation, read from the `head.json` that the run_fn wrote in the
+  ModelRun folder (components/trainer_module.py), on the Model artifact: `head_c`,
+  `head_cv_accuracy`, `head_cv_standard_error`, `head_cv_folds`.
+- Evaluator: the overall accuracy, its example count and its 95 % Wilson interval
+  (`accuracy`, `example_count`, `accuracy_low`, `accuracy_high`) on the ModelEvaluation.
+
+`inspect_metadata artifacts --type Model` (or ModelEvaluation) shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.components.trainer import executor as trainer_executor
+
+from components import linear_head
+from pipeline.config import HEAD_REPORT_FILE
+
+HEAD_PROPERTIES = {"c": "head_c", "cv_accuracy": "head_cv_accuracy",
+                   "cv_standard_error": "head_cv_standard_error"}
+ACCURACY_METRIC = "sparse_categorical_accuracy"
+EXAMPLE_COUNT_METRIC = "example_count"
+
+
+def record_head(model, model_run_uri: str) -> None:
+    import tensorflow as tf
+
+    path = os.path.join(model_run_uri, HEAD_REPORT_FILE)
+    if not tf.io.gfile.exists(path):  # another run_fn, which wrote none
+        return
+    with tf.io.gfile.GFile(path) as file:
+        report = json.load(file)
+    for key, name in HEAD_PROPERTIES.items():
+        model.set_float_custom_property(name, float(report[key]))
+    model.set_int_custom_property("head_cv_folds", int(report["cv_folds"]))
+
+
+def overall_metrics(evaluation_uri: str) -> dict[str, float]:
+    """The overall slice's accuracy and example count of a TFMA output (not a baseline's)."""
+    import tensorflow_model_analysis as tfma
+
+    values = {}
+    for record in tfma.load_metrics(evaluation_uri):
+        if tfma.slicer.deserialize_slice_key(record.slice_key):
+            continue
+        for key_and_value in record.metric_keys_and_values:
+            key = key_and_value.key
+            if key.is_diff or key.model_name == "baseline":
+                continue
+            if key.name in (ACCURACY_METRIC, EXAMPLE_COUNT_METRIC):
+                values[key.name] = key_and_value.value.double_value.value
+    return values
+
+
+def record_accuracy(evaluation) -> None:
+    metrics = overall_metrics(evaluation.uri)
+    if ACCURACY_METRIC not in metrics or EXAMPLE_COUNT_METRIC not in metrics:
+        return
+    accuracy, count = metrics[ACCURACY_METRIC], int(metrics[EXAMPLE_COUNT_METRIC])
+    low, high = linear_head.wilson_interval(round(accuracy * count), count)
+    evaluation.set_float_custom_property("accuracy", accuracy)
+    evaluation.set_int_custom_property("example_count", count)
+    evaluation.set_float_custom_property("accuracy_low", low)
+    evaluation.set_float_custom_property("accuracy_high", high)
+
+
+class TrainerExecutor(trainer_executor.GenericExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX's name
+        super().Do(input_dict, output_dict, exec_properties)
+        record_head(output_dict["model"][0], output_dict["model_run"][0].uri)
+
+
+class EvaluatorExecutor(evaluator_executor.Executor):
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX's name
+        super().Do(input_dict, output_dict, exec_properties)
+        record_accuracy(output_dict["evaluation"][0])
