@@ -357,3 +357,23 @@ def test_discover_classes_takes_the_bad_input_corpus_and_a_class_folder_link(tmp
     root = support_images.make_bad_input_corpus(tmp_path / "photos")
     assert images.discover_classes(str(root)) == ("ant", "bee", "cat")
     assert images.list_class_images(str(root), "cat") == [f"cat/cat_{i}.jpg" for i in range(4)]
+
+
+def test_a_folder_that_cannot_be_read_is_skipped_with_its_reason(tmp_path, monkeypatch):
+    (tmp_path / "ant" / "private").mkdir(parents=True)
+    (tmp_path / "ant" / "private" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "ant" / "b.jpg").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def denied(path="."):
+        # chmod 000 does not stop root: refuse the listing as the kernel would for a user.
+        if os.fspath(path).endswith("private"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    scan = images.scan_class_folder(str(tmp_path), "ant")
+    assert scan.images == ["ant/b.jpg"]
+    assert scan.skipped == [
+        {"file": "ant/private", "reason": "cannot read folder: Permission denied"}
+    ]
