@@ -107,14 +107,14 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _folder_link_reason(path: str, real: str, visited: set[str], roots: list[str]) -> str:
+def _folder_link_reason(parent_real: str, real: str, visited: set[str], roots: list[str]) -> str:
     """Why a symlinked folder is not read, or "" to read it (a link that leaves the folder).
 
     A link into the image folder is never followed: its photos are read under their own path
     (or deliberately not, when hidden), and reading them twice would make duplicates or, in
     another class, label conflicts that drop them.
     """
-    if real in visited or _inside(os.path.realpath(os.path.dirname(path)), real):
+    if real in visited or _inside(parent_real, real):
         return "symlink loop (folder already read)"
     for root in roots:
         if _inside(real, root):
@@ -123,30 +123,41 @@ def _folder_link_reason(path: str, real: str, visited: set[str], roots: list[str
 
 
 class _ClassWalk:
-    """Lists one class folder recursively; see scan_class_folder."""
+    """Lists one class folder; see scan_class_folder. Iterative: a folder tree deeper than
+    Python's recursion limit is still a folder tree."""
 
     def __init__(self, data_dir: str, roots: list[str]):
         self.data_dir = data_dir
         self.roots = roots
         self.result = ClassFiles([], [], [])
-        self.visited: set[str] = set()
+        self.visited: set[str] = set()  # real paths of the folders read or about to be
+
+    def run(self, class_dir: str) -> None:
+        real = os.path.realpath(class_dir)
+        self.visited.add(real)
+        pending = [(class_dir, real)]
+        while pending:
+            subfolders = self.folder(*pending.pop())
+            pending.extend(reversed(subfolders))  # depth first, in name order
 
     def note(self, kind: str, path: str, reason: str) -> None:
         item = {"file": shown(os.path.relpath(path, self.data_dir)), "reason": reason}
         getattr(self.result, kind).append(item)
 
-    def folder(self, path: str) -> None:
-        self.visited.add(os.path.realpath(path))
+    def folder(self, path: str, real: str) -> list[tuple[str, str]]:
+        """Classifies the entries of one folder; returns its subfolders to read (path, real
+        path: kept along, since os.path.realpath of each would cost the depth squared)."""
         try:
             with os.scandir(path) as entries:
                 names = sorted(entry.name for entry in entries)
         except OSError as error:
             self.note("skipped", path, f"cannot read folder: {error.strerror or error}")
-            return
-        for name in names:
-            self.entry(os.path.join(path, name), name)
+            return []
+        subfolders = (self.entry(os.path.join(path, name), name, real) for name in names)
+        return [subfolder for subfolder in subfolders if subfolder]
 
-    def entry(self, path: str, name: str) -> None:
+    def entry(self, path: str, name: str, parent_real: str) -> tuple[str, str] | None:
+        """Notes one entry as a photo, skipped or ignored; returns it if it is a folder to read."""
         info, reason = _stat_or_reason(path)
         is_folder = info is not None and stat.S_ISDIR(info.st_mode)
         if name.startswith("."):
@@ -154,7 +165,7 @@ class _ClassWalk:
         elif info is None:
             self.note("skipped", path, reason)
         elif is_folder:
-            self.subfolder(path, name)
+            return self.subfolder(path, name, parent_real)
         elif not is_image_file(name):
             extension = os.path.splitext(name)[1] or "no extension"
             self.note("ignored", path, f"not an image file name ({shown(extension)})")
@@ -166,17 +177,21 @@ class _ClassWalk:
             relative = os.path.relpath(path, self.data_dir)
             photo = Photo(relative, info.st_size, info.st_mtime_ns, stat.S_IMODE(info.st_mode))
             self.result.photos.append(photo)
+        return None
 
-    def subfolder(self, path: str, name: str) -> None:
+    def subfolder(self, path: str, name: str, parent_real: str) -> tuple[str, str] | None:
         if not _is_utf8(name):
             self.note("skipped", path, "folder name is not valid UTF-8; rename it")
-            return
+            return None
+        real = os.path.join(parent_real, name)
         if os.path.islink(path):
-            reason = _folder_link_reason(path, os.path.realpath(path), self.visited, self.roots)
+            real = os.path.realpath(path)
+            reason = _folder_link_reason(parent_real, real, self.visited, self.roots)
             if reason:
                 self.note("ignored", path, reason)
-                return
-        self.folder(path)
+                return None
+        self.visited.add(real)
+        return path, real
 
 
 def _roots(data_dir: str, class_names) -> list[str]:
@@ -203,7 +218,7 @@ def scan_class_folder(data_dir: str, class_name: str, roots: list[str] | None = 
             f"class folder {one_line(class_dir)} does not exist (any more); "
             "pass --data-dir with one subfolder per class"
         )
-    walk.folder(class_dir)
+    walk.run(class_dir)
     by_file = lambda item: item["file"]  # noqa: E731
     return ClassFiles(
         sorted(walk.result.photos, key=lambda photo: photo.path),
