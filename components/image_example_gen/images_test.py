@@ -380,19 +380,19 @@ def test_a_folder_that_cannot_be_read_is_skipped_with_its_reason(tmp_path, monke
 
 
 def test_a_folder_tree_deeper_than_the_recursion_limit_is_listed(tmp_path):
-    nested = os.path.join(*["d"] * 1100)  # deeper than Python's 1000 frames
-    folders = [tmp_path / "ant"]
-    for _ in range(1100):  # not mkdir(parents=True) or rmtree later: both recurse themselves
-        folders.append(folders[-1] / "d")
-    for folder in folders:
-        folder.mkdir()
-    (folders[-1] / "bottom.jpg").write_bytes(b"x")
+    import inspect
+    import sys
+
+    nested = os.path.join(*["d"] * 200)
+    (tmp_path / "ant" / nested).mkdir(parents=True)
+    (tmp_path / "ant" / nested / "bottom.jpg").write_bytes(b"x")
     (tmp_path / "ant" / "top.jpg").write_bytes(b"x")
+    # A limit the tree is deeper than, rather than a tree deeper than the real limit: rmtree,
+    # which recurses, could not remove that from the temporary folder pytest shares.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 100)
     try:
-        assert images.list_class_images(str(tmp_path), "ant") == [
-            f"ant/{nested}/bottom.jpg", "ant/top.jpg"
-        ]
+        found = images.list_class_images(str(tmp_path), "ant")
     finally:
-        (folders[-1] / "bottom.jpg").unlink()
-        for folder in reversed(folders[1:]):
-            folder.rmdir()
+        sys.setrecursionlimit(limit)
+    assert found == [f"ant/{nested}/bottom.jpg", "ant/top.jpg"]
