@@ -1,10 +1,11 @@
 """ImageExampleGen's executor: a Beam job from a folder of images to tf.Example TFRecords.
 
 One tf.Example per image (encoded RGB JPEG, integer label, label name, file name, size), in
-train / eval / test splits chosen by retrain.py's stable hash of the file name. Unreadable files
-are skipped and listed in `conversion_report.json` beside the splits, never fatal; so are the
-files passed over (hidden, not an image), byte-identical duplicates (all copies go to the split of
-the first copy by path) and label conflicts (one photo in two classes: no copy is kept).
+train / eval / test splits chosen by retrain.py's stable hash of the file name. The files are
+those of images.list_photos, the listing the driver fingerprinted. Unreadable files are skipped
+and listed in `conversion_report.json` beside the splits, never fatal; so are the entries passed
+over (hidden, not an image), byte-identical duplicates (all copies go to the split of the first
+copy by path) and label conflicts (one photo in two classes: no copy is kept).
 """
 
 from __future__ import annotations
