@@ -107,18 +107,25 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _folder_link_reason(parent_real: str, real: str, visited: set[str], roots: list[str]) -> str:
+def _folder_link_reason(
+    path: str, parent_real: str, real: str, visited: set[str], roots: list[str]
+) -> str:
     """Why a symlinked folder is not read, or "" to read it (a link that leaves the folder).
 
     A link into the image folder is never followed: its photos are read under their own path
     (or deliberately not, when hidden), and reading them twice would make duplicates or, in
     another class, label conflicts that drop them.
     """
-    if real in visited or _inside(parent_real, real):
+    if real in visited:
         return "symlink loop (folder already read)"
+    if _inside(parent_real, real):  # e.g. a link to / or to the folder above the image folder
+        return "symlink loop (to a folder that holds the link)"
     for root in roots:
         if _inside(real, root):
-            return "symbolic link into the image folder; not followed, so no photo is read twice"
+            return (
+                f"symbolic link to {shown(os.readlink(path))}, inside the image folder; "
+                "not followed, so no photo is read twice"
+            )
     return ""
 
 
@@ -186,7 +193,7 @@ class _ClassWalk:
         real = os.path.join(parent_real, name)
         if os.path.islink(path):
             real = os.path.realpath(path)
-            reason = _folder_link_reason(parent_real, real, self.visited, self.roots)
+            reason = _folder_link_reason(path, parent_real, real, self.visited, self.roots)
             if reason:
                 self.note("ignored", path, reason)
                 return None

@@ -260,9 +260,11 @@ def test_scan_class_folder_recurses_and_lists_what_it_ignores(tmp_path):
         {"file": "ant/.hidden.jpg", "reason": "hidden file"},
         {"file": "ant/Thumbs.db", "reason": "not an image file name (.db)"},
         {"file": "ant/bee_link",
-         "reason": "symbolic link into the image folder; not followed, so no photo is read twice"},
+         "reason": "symbolic link to ../bee, inside the image folder; not followed, so no photo "
+                   "is read twice"},
         {"file": "ant/fifo_notes", "reason": "not an image file name (no extension)"},
         {"file": "ant/nested/loop", "reason": "symlink loop (folder already read)"},
+        {"file": "ant/nested/up", "reason": "symlink loop (to a folder that holds the link)"},
         {"file": "ant/notes.txt", "reason": "not an image file name (.txt)"},
     ]
     assert [item["file"] for item in scan.skipped] == [

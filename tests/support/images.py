@@ -285,6 +285,7 @@ def _add_odd_entries(root: Path, outside: Path) -> None:
     os.symlink(outside / "single.jpg", ant / "linked.jpg")  # a file link that leaves it
     os.symlink("../bee", ant / "bee_link")  # a folder link into the image folder
     os.symlink("..", ant / "nested" / "loop")  # ant/nested/loop -> ant: a folder loop
+    os.symlink("../../..", ant / "nested" / "up")  # the folder above the image folder
     os.symlink("selfloop.jpg", ant / "selfloop.jpg")  # a file link to itself
     os.symlink("missing.jpg", ant / "broken.jpg")  # a broken link
     os.symlink("/dev/zero", ant / "zeros.jpg")  # a device: reading it would never end
