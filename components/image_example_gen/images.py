@@ -213,10 +213,10 @@ def scan_class_folder(data_dir: str, class_name: str, roots: list[str] | None = 
 
     Every entry a folder can hold is classified without opening it: a folder is read (a
     symlinked one once, and only when it leads out of the image folder); a regular file with an
-    image extension is a photo; a hidden entry or another extension is ignored; an image name
-    that is not a regular file (FIFO, socket, device, broken link) or not UTF-8, and a folder
-    that cannot be read, is skipped with its reason. Images in nested subfolders belong to the
-    class of the top-level folder.
+    image extension is a photo; a hidden entry or another extension is ignored; a broken link
+    (any name), an image name that is not a regular file (FIFO, socket, device) or not UTF-8,
+    and a folder that cannot be read, are skipped with their reason. Images in nested
+    subfolders belong to the class of the top-level folder.
     """
     walk = _ClassWalk(data_dir, roots or _roots(data_dir, [class_name]))
     class_dir = os.path.join(data_dir, class_name)
