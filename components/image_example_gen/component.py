@@ -1,6 +1,6 @@
 """ImageExampleGen: a folder of labelled images (one subfolder per class) to tf.Examples.
 
-A file-based ExampleGen, so TFX's ExampleGen driver fingerprints the image folder: when no photo
+A file-based ExampleGen whose driver (driver.py) fingerprints the photos it converts: when no photo
 was added, removed or touched, the step is a cache hit and is skipped. The Examples it writes are
 the TFRecords of tf.Example that ImportExampleGen would read, produced in one Beam pass.
 """
@@ -16,9 +16,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.image_example_gen import executor, images
+from components.image_example_gen import driver, executor, images
 
-# Class folder / file: what the driver fingerprints to decide whether the folder changed.
+# Our driver walks the class folders instead; Kubeflow V2, which runs TFX's own ExampleGen
+# driver in a container, still fingerprints what this matches.
 IMAGE_FILE_PATTERN = "*/*"
 
 
@@ -46,6 +47,7 @@ class ImageExampleGen(FileBasedExampleGen):
     """Converts `data_dir/<class>/<image>` to train / eval / test tf.Example splits."""
 
     SPEC_CLASS = ImageExampleGenSpec
+    DRIVER_CLASS = driver.Driver
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(

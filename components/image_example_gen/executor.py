@@ -1,10 +1,11 @@
 """ImageExampleGen's executor: a Beam job from a folder of images to tf.Example TFRecords.
 
 One tf.Example per image (encoded RGB JPEG, integer label, label name, file name, size), in
-train / eval / test splits chosen by retrain.py's stable hash of the file name. Unreadable files
-are skipped and listed in `conversion_report.json` beside the splits, never fatal; so are the
-files passed over (hidden, not an image), byte-identical duplicates (all copies go to the split of
-the first copy by path) and label conflicts (one photo in two classes: no copy is kept).
+train / eval / test splits chosen by retrain.py's stable hash of the file name. The files are
+those of images.list_photos, the listing the driver fingerprinted. Unreadable files are skipped
+and listed in `conversion_report.json` beside the splits, never fatal; so are the entries passed
+over (hidden, not an image), byte-identical duplicates (all copies go to the split of the first
+copy by path) and label conflicts (one photo in two classes: no copy is kept).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.util import examples_utils
@@ -64,18 +66,14 @@ def make_example(
     )
 
 
-def _class_of(relative_path: str) -> str:
-    return relative_path.split(os.sep, 1)[0]
-
-
-def _fingerprint(relative_path: str, data_dir: str):
+def _hash_content(photo: images.Photo, data_dir: str):
     """(content hash, (path, class)) of one file; nothing for a file that cannot be read, which
     the conversion reports."""
     try:
-        raw = images.read_image_file(os.path.join(data_dir, relative_path))
+        raw = images.read_image_file(os.path.join(data_dir, photo.path), photo)
     except images.UnreadableImageError:
         return
-    yield images.content_hash(raw), (relative_path, _class_of(relative_path))
+    yield images.content_hash(raw), (photo.path, images.class_of(photo.path))
 
 
 class _ImageToExampleFn(beam.DoFn):
@@ -101,8 +99,9 @@ class _ImageToExampleFn(beam.DoFn):
         self._seen = 0
         self._started = None
 
-    def process(self, relative_path: str, overrides: dict[str, str]):
-        class_name = _class_of(relative_path)
+    def process(self, photo: images.Photo, overrides: dict[str, str]):
+        relative_path = photo.path
+        class_name = images.class_of(relative_path)
         # From the first photo, not from setup: the duplicate check runs in between.
         self._started = self._started or time.time()
         self._seen += 1
@@ -120,7 +119,7 @@ class _ImageToExampleFn(beam.DoFn):
                 relative_path, self._testing_percentage, self._validation_percentage
             )
         try:
-            raw = images.read_image_file(os.path.join(self._data_dir, relative_path))
+            raw = images.read_image_file(os.path.join(self._data_dir, relative_path), photo)
             image = images.normalize_image(raw)
         except images.UnreadableImageError as error:  # read_image_file turns OSError into it
             self._skipped.inc()
@@ -157,9 +156,28 @@ def _resolve_copies(item, testing_percentage: int, validation_percentage: int):
     yield "duplicate", {"files": files, "class": classes[0], "split": split}
 
 
-def mixed_order(relative_paths: list[str]) -> list[str]:
-    """The paths in a fixed order that mixes the classes (by a hash of each path)."""
-    return sorted(relative_paths, key=lambda path: hashlib.sha1(path.encode("utf-8")).digest())
+def mixed_order(photos: list[images.Photo]) -> list[images.Photo]:
+    """The photos in a fixed order that mixes the classes (by a hash of each path)."""
+    return sorted(photos, key=lambda photo: hashlib.sha1(photo.path.encode("utf-8")).digest())
+
+
+def _check_unchanged_since_fingerprint(
+    data_dir: str, listing: images.ClassFiles, exec_properties: dict[str, Any]
+) -> None:
+    """Stops when the folder changed between the driver's fingerprint and this listing.
+
+    Going on would file these examples in TFX's cache under a fingerprint of other photos.
+    A fingerprint not made by our driver (Kubeflow V2 runs TFX's own) cannot be compared.
+    """
+    recorded = exec_properties.get(example_gen_utils.FINGERPRINT_PROPERTY_NAME) or ""
+    if images.FINGERPRINT_MARK not in recorded:
+        return
+    if images.folder_fingerprint(listing.photos) != recorded:
+        raise images.DataDirError(
+            f"image folder {images.one_line(data_dir)} changed between its fingerprint and the "
+            "conversion (a photo was added, removed or edited meanwhile); run the same command "
+            "again once nothing writes to it"
+        )
 
 
 def _split_index(record, num_splits: int, split_names: list[str]) -> int:
@@ -179,14 +197,13 @@ class Executor(BaseExampleGenExecutor):
         data_dir = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         settings = _conversion_settings(exec_properties)
         class_names = list(settings["class_names"])
-        scans = [images.scan_class_folder(data_dir, name) for name in class_names]
-        relative_paths = [path for scan in scans for path in scan.images]
-        self._ignored = sorted(
-            (item for scan in scans for item in scan.ignored), key=lambda item: item["file"]
-        )
+        listing = images.list_photos(data_dir, class_names)
+        _check_unchanged_since_fingerprint(data_dir, listing, exec_properties)
+        photos = listing.photos
+        self._listing = listing
         logger.info(
             "ImageExampleGen: converting %d images of %d classes from %s",
-            len(relative_paths), len(class_names), data_dir,
+            len(photos), len(class_names), data_dir,
         )
         split_names = list(images.SPLITS)
         report_dir = self._report_dir
@@ -194,13 +211,13 @@ class Executor(BaseExampleGenExecutor):
             pipeline
             # In the hash order of the paths, not class by class: the written files mix the
             # classes, so that a reader's shuffle buffer smaller than the data still mixes them.
-            | "ListImages" >> beam.Create(mixed_order(relative_paths))
+            | "ListImages" >> beam.Create(mixed_order(photos))
             # Spreads the file reads over the workers instead of one bundle.
             | "Reshuffle" >> beam.Reshuffle()
         )
         copies = (
             paths
-            | "Fingerprint" >> beam.FlatMap(_fingerprint, data_dir)
+            | "HashContent" >> beam.FlatMap(_hash_content, data_dir)
             | "GroupByContent" >> beam.GroupByKey()
             | "ResolveCopies"
             >> beam.FlatMap(
@@ -225,7 +242,7 @@ class Executor(BaseExampleGenExecutor):
                 class_names,
                 settings["testing_percentage"],
                 settings["validation_percentage"],
-                len(relative_paths),
+                len(photos),
             ),
             overrides=beam.pvalue.AsDict(overrides),
         ).with_outputs(_ImageToExampleFn.SKIPPED, main="examples")
@@ -285,12 +302,7 @@ class Executor(BaseExampleGenExecutor):
         self._report_dir = examples.uri
         self._write_examples(examples, exec_properties)
         settings = _conversion_settings(exec_properties)
-        report = _write_report(
-            examples.uri,
-            settings["class_names"],
-            getattr(self, "_ignored", []),
-            settings,
-        )
+        report = _write_report(examples.uri, settings["class_names"], self._listing, settings)
         examples.set_int_custom_property("num_images", report["num_images"])
         examples.set_string_custom_property(
             "class_imbalance_ratio", f"{report['class_balance']['ratio']:.2f}"
@@ -380,12 +392,19 @@ def _read_json_lines(path: str) -> list:
 
 
 def _write_report(
-    uri: str, class_names: list[str], ignored: list[dict], settings: dict[str, Any]
+    uri: str, class_names: list[str], listing: images.ClassFiles, settings: dict[str, Any]
 ) -> dict:
-    """Gathers the Beam side outputs into one JSON report and checks every class kept photos."""
+    """Gathers the Beam side outputs into one JSON report and checks every class kept photos.
+
+    Skipped are the entries the listing could not use (broken links, FIFOs...) and the photos
+    the conversion could not read.
+    """
     skipped_path = os.path.join(uri, _SKIPPED_PREFIX)
     counts_path = os.path.join(uri, _COUNTS_PREFIX)
-    skipped = sorted(_read_json_lines(skipped_path), key=lambda item: item["file"])
+    skipped = sorted(
+        listing.skipped + _read_json_lines(skipped_path), key=lambda item: item["file"]
+    )
+    ignored = listing.ignored
     duplicates_path = os.path.join(uri, _DUPLICATES_PREFIX)
     conflicts_path = os.path.join(uri, _CONFLICTS_PREFIX)
     duplicates = sorted(_read_json_lines(duplicates_path), key=lambda item: item["files"])
@@ -416,7 +435,10 @@ def _write_report(
         report["num_images"], len(skipped), os.path.join(uri, REPORT_FILE),
     )
     for item in skipped:
-        logger.warning("ImageExampleGen: skipped %s: %s", item["file"], item["reason"])
+        # one_line: a file name may hold a line break, and each log record stays one line.
+        logger.warning(
+            "ImageExampleGen: skipped %s: %s", images.one_line(item["file"]), item["reason"]
+        )
     if ignored:
         logger.info(
             "ImageExampleGen: ignored %d files that are hidden or not images (listed in %s)",
@@ -425,13 +447,13 @@ def _write_report(
     for item in duplicates:
         logger.info(
             "ImageExampleGen: identical files kept together in %s: %s",
-            item["split"], ", ".join(item["files"]),
+            item["split"], ", ".join(map(images.one_line, item["files"])),
         )
     for item in conflicts:
         logger.warning(
             "ImageExampleGen: the same photo is in classes %s (%s); left out of every split: "
             "keep it in one class folder only",
-            " and ".join(item["classes"]), ", ".join(item["files"]),
+            " and ".join(item["classes"]), ", ".join(map(images.one_line, item["files"])),
         )
     no_photos = [name for name in class_names if not counts[name]]
     if no_photos:

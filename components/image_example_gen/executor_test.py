@@ -12,22 +12,38 @@ from tfx.components.util import examples_utils  # noqa: E402
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
-from components.image_example_gen import executor, images  # noqa: E402
+from components.image_example_gen import driver, executor, images  # noqa: E402
 from components.image_example_gen.component import ImageExampleGen  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from tests.support import make_corrupt_file, make_image_folder  # noqa: E402
-from tests.support.images import make_bad_input_corpus, names_in_different_splits  # noqa: E402
+from tests.support.images import (  # noqa: E402
+    CHANGING,
+    VANISHING,
+    make_bad_input_corpus,
+    names_in_different_splits,
+)
 
 
-def convert(data_dir, class_names, output_dir, testing=10, validation=10):
-    """Runs the executor as the pipeline would; returns (report dict, examples by split)."""
-    component = ImageExampleGen(str(data_dir), class_names, testing, validation)
+def driven_exec_properties(component):
+    """The component's exec properties as its driver hands them to the executor."""
+    return driver.Driver(None).resolve_exec_properties(dict(component.exec_properties), None, None)
+
+
+def run_executor(exec_properties, output_dir):
     examples = standard_artifacts.Examples()
     examples.uri = str(output_dir)
     context = BaseBeamExecutor.Context(
         beam_pipeline_args=["--direct_num_workers=1"], tmp_dir=str(output_dir / "tmp")
     )
-    executor.Executor(context).Do({}, {"examples": [examples]}, dict(component.exec_properties))
+    executor.Executor(context).Do({}, {"examples": [examples]}, exec_properties)
+    return examples
+
+
+def convert(data_dir, class_names, output_dir, testing=10, validation=10):
+    """Runs the driver and the executor as the pipeline would; returns (report dict, examples
+    by split, the Examples artifact)."""
+    component = ImageExampleGen(str(data_dir), class_names, testing, validation)
+    examples = run_executor(driven_exec_properties(component), output_dir)
     report = json.loads((output_dir / executor.REPORT_FILE).read_text())
     by_split = {}
     for split in (images.TRAIN, images.EVAL, images.TEST):
@@ -145,16 +161,26 @@ def bad_input(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_input")
     photos = make_bad_input_corpus(root / "photos")
     real_read = images.read_image_file
+    real_check = executor._check_unchanged_since_fingerprint
 
-    def read_as_non_root(path):
+    def read_as_non_root(path, listed=None):
         # Tests run as root, whom chmod 000 does not stop: fail the read as a user would see it.
         if path.endswith("locked.jpg"):
             raise images.UnreadableImageError("cannot read file: Permission denied")
-        return real_read(path)
+        return real_read(path, listed)
+
+    def check_then_change_files(*args):
+        # After the listing matched the fingerprint, before any photo is read: as a sync tool
+        # or a user would, while a large folder converts.
+        real_check(*args)
+        (photos / "ant" / VANISHING).unlink()
+        with open(photos / "ant" / CHANGING, "ab") as changing:
+            changing.write(b"more bytes")
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(images, "read_image_file", read_as_non_root)
-        report, by_split, _ = convert(photos, ["ant", "bee"], root / "out")
+        patch.setattr(executor, "_check_unchanged_since_fingerprint", check_then_change_files)
+        report, by_split, _ = convert(photos, list(images.discover_classes(photos)), root / "out")
     examples = {
         _feature(example, config_lib.FILENAME_KEY).decode(): (split, example)
         for split, split_examples in by_split.items()
@@ -177,7 +203,9 @@ def test_bad_input_skipped_files_and_their_reasons(bad_input):
     reasons = {item["file"]: item["reason"] for item in report["skipped"]}
     assert set(reasons) == {
         "ant/empty.jpg", "ant/truncated.jpg", "ant/random.jpg", "ant/bomb.png", "ant/tiny.png",
-        "ant/selfloop.jpg", "ant/locked.jpg",
+        "ant/selfloop.jpg", "ant/locked.jpg", "ant/broken.jpg", "ant/pipe.jpg",
+        "ant/socket.png", "ant/zeros.jpg", "ant/caf\\xe9.jpg", "ant/dossier\\xff",
+        f"ant/{VANISHING}", f"ant/{CHANGING}",
     }
     assert reasons["ant/empty.jpg"] == "empty file"
     assert reasons["ant/truncated.jpg"].startswith("corrupt or truncated image")
@@ -186,14 +214,29 @@ def test_bad_input_skipped_files_and_their_reasons(bad_input):
     assert reasons["ant/tiny.png"] == "too small (1x1); at least 8x8 pixels needed"
     assert reasons["ant/selfloop.jpg"] == "cannot read file: Too many levels of symbolic links"
     assert reasons["ant/locked.jpg"] == "cannot read file: Permission denied"
+    assert reasons["ant/broken.jpg"] == "broken symbolic link to missing.jpg"
+    assert reasons["ant/pipe.jpg"] == "a named pipe (FIFO), not a regular file; never opened"
+    assert reasons["ant/socket.png"] == "a socket, not a regular file; never opened"
+    assert reasons["ant/zeros.jpg"] == "a character device, not a regular file; never opened"
+    assert reasons["ant/caf\\xe9.jpg"] == "file name is not valid UTF-8; rename it"
+    assert reasons["ant/dossier\\xff"] == "folder name is not valid UTF-8; rename it"
+    assert reasons[f"ant/{VANISHING}"] == images.VANISHED
+    assert reasons[f"ant/{CHANGING}"] == images.CHANGED
     assert not set(reasons) & set(examples)
+    # One record per line in the report's JSON, and valid UTF-8 names only.
+    json.dumps(report, ensure_ascii=False).encode("utf-8")
 
 
 def test_bad_input_ignored_files_are_listed(bad_input):
     report, examples = bad_input
     assert [item["file"] for item in report["ignored"]] == [
-        "ant/.DS_Store", "ant/.hidden.jpg", "ant/Thumbs.db", "ant/nested/loop", "ant/notes.txt"
+        "ant/.DS_Store", "ant/.hidden.jpg", "ant/Thumbs.db", "ant/bee_link", "ant/fifo_notes",
+        "ant/nested/loop", "ant/nested/up", "ant/notes.txt",
     ]
+    reasons = {item["file"]: item["reason"] for item in report["ignored"]}
+    assert reasons["ant/bee_link"].startswith("symbolic link to ../bee, inside the image folder")
+    # Nothing of bee was read again through ant/bee_link: no label conflict, no ant copy.
+    assert not [name for name in examples if name.startswith("ant/bee_link/")]
 
 
 def test_bad_input_odd_but_valid_files_convert(bad_input):
@@ -202,6 +245,7 @@ def test_bad_input_odd_but_valid_files_convert(bad_input):
         "png_named.jpg", "animated.gif", "bitmap.bmp", "photo.webp", "photo.tif", "scan.TIFF",
         "cmyk.jpg", "gray.jpg", "deep16.png", "rgba.png", "rotated.jpg", "UPPER.JPG",
         "UPPER2.JPEG", "nested/deeper/inner.jpg", "sous dossier é/fleur d'été ü.jpg",
+        "line\nbreak.jpg", "album.jpg/inside.jpg", "outside/far.jpg", "linked.jpg",
     ):
         split, example = examples[f"ant/{name}"]
         assert _feature(example, config_lib.LABEL_NAME_KEY) == b"ant", name
@@ -227,9 +271,26 @@ def test_bad_input_duplicates_share_one_split_and_conflicts_are_left_out(bad_inp
         {"files": ["ant/conflict.jpg", "bee/conflict_copy.jpg"], "classes": ["ant", "bee"]}
     ]
     assert "ant/conflict.jpg" not in examples and "bee/conflict_copy.jpg" not in examples
-    # 4 good ant photos + 15 odd-but-valid + 2 duplicates; 4 bee photos.
+    # 4 good ant photos + 15 odd-but-valid + 4 odd names and links + 2 duplicates; 4 bee
+    # photos; 4 cat photos through the class folder link.
     counts = {name: sum(splits.values()) for name, splits in report["counts"].items()}
-    assert counts == {"ant": 21, "bee": 4} and report["num_images"] == len(examples) == 25
+    assert counts == {"ant": 25, "bee": 4, "cat": 4} and report["num_images"] == len(examples)
+    assert {name for name in examples if name.startswith("cat/")} == {
+        f"cat/cat_{index}.jpg" for index in range(4)
+    }
+
+
+def test_a_folder_changed_after_its_fingerprint_stops_with_one_line(tmp_path):
+    photos = make_image_folder(tmp_path / "photos", {"ant": 3, "bee": 3})
+    exec_properties = driven_exec_properties(ImageExampleGen(str(photos), ["ant", "bee"]))
+    (photos / "ant" / "sub").mkdir()
+    os.link(photos / "ant" / "ant_0.jpg", photos / "ant" / "sub" / "late.jpg")
+    with pytest.raises(images.DataDirError) as stopped:
+        run_executor(exec_properties, tmp_path / "out")
+    message = str(stopped.value)
+    assert message.startswith(f"image folder {photos} changed between its fingerprint and the")
+    assert message.endswith("run the same command again once nothing writes to it")
+    assert "\n" not in message
 
 
 def test_class_imbalance_is_measured_and_reported(tmp_path, caplog):

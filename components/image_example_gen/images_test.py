@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import time
 
 import numpy as np
@@ -251,12 +252,24 @@ def test_scan_class_folder_recurses_and_lists_what_it_ignores(tmp_path):
         scan.images
     )
     assert scan.images == sorted(scan.images)
+    assert {"ant/outside/far.jpg", "ant/linked.jpg", "ant/album.jpg/inside.jpg"} <= set(
+        scan.images
+    )
     assert scan.ignored == [
         {"file": "ant/.DS_Store", "reason": "hidden file"},
         {"file": "ant/.hidden.jpg", "reason": "hidden file"},
         {"file": "ant/Thumbs.db", "reason": "not an image file name (.db)"},
+        {"file": "ant/bee_link",
+         "reason": "symbolic link to ../bee, inside the image folder; not followed, so no photo "
+                   "is read twice"},
+        {"file": "ant/fifo_notes", "reason": "not an image file name (no extension)"},
         {"file": "ant/nested/loop", "reason": "symlink loop (folder already read)"},
+        {"file": "ant/nested/up", "reason": "symlink loop (to a folder that holds the link)"},
         {"file": "ant/notes.txt", "reason": "not an image file name (.txt)"},
+    ]
+    assert [item["file"] for item in scan.skipped] == [
+        "ant/broken.jpg", "ant/caf\\xe9.jpg", "ant/dossier\\xff", "ant/pipe.jpg",
+        "ant/selfloop.jpg", "ant/socket.png", "ant/zeros.jpg",
     ]
 
 
@@ -274,3 +287,114 @@ def test_discover_classes_counts_nested_images_and_rejects_a_class_linking_back(
 def test_which_split_uses_the_file_name_only_for_nested_files():
     nested = images.which_split("ant/a/b/photo.jpg", 10, 10)
     assert nested == images.which_split("photo.jpg", 10, 10)
+
+
+# --- entries that are not plain files (docs/bad_input.md) -------------------------------------
+
+
+def _returns_within(seconds, function, *args):
+    """function(*args)'s exception, failing the test if it blocks (a FIFO opened for reading)."""
+    import threading
+
+    outcome = []
+
+    def call():
+        try:
+            function(*args)
+        except Exception as error:  # noqa: BLE001 - handed to the test to check
+            outcome.append(error)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{function.__name__} blocked"
+    return outcome[0] if outcome else None
+
+
+def test_read_image_file_refuses_a_fifo_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jpg")
+    error = _returns_within(5, images.read_image_file, str(tmp_path / "pipe.jpg"))
+    assert isinstance(error, images.UnreadableImageError)
+    assert str(error) == "a named pipe (FIFO), not a regular file; never opened"
+
+
+def test_read_image_file_refuses_a_file_changed_or_gone_since_it_was_listed(tmp_path):
+    path = tmp_path / "ant" / "a.jpg"
+    path.parent.mkdir()
+    path.write_bytes(b"x" * 10)
+    (listed,) = images.scan_class_folder(str(tmp_path), "ant").photos
+    assert images.read_image_file(str(path), listed) == b"x" * 10
+    os.utime(path, ns=(listed.mtime_ns, listed.mtime_ns + 1))  # same size, edited
+    with pytest.raises(images.UnreadableImageError, match="changed after the folder was listed"):
+        images.read_image_file(str(path), listed)
+    path.unlink()
+    with pytest.raises(images.UnreadableImageError, match="disappeared after the folder was"):
+        images.read_image_file(str(path), listed)
+
+
+_STOP_MESSAGES = {
+    "empty_class": r"class folder .*/wasp has no images \(\.jpg, .*\); add photos to it or remove "
+    r"it$",
+    "unreadable_class": r"class folder .*/wasp has no images .* \(1 skipped, e\.g\. "
+    r"wasp/only\.jpg: broken symbolic link to gone\.jpg\)$",
+    "broken_class_link": r".*/wasp is a broken symbolic link to .*/photos_outside/unmounted_share; "
+    r"mount or fix its target, or remove the link$",
+    "class_link_back": r"class folder .*/loop is a symlink back to .*; remove the link$",
+    "non_utf8_class": r"class folder .*/dossier\\xff has a name that is not valid UTF-8; rename "
+    r"it$",
+    "line_break_class": r"class folder .*/two\\nlines has a line break in its name; rename it$",
+}
+
+
+@pytest.mark.parametrize("stop", support_images.STOP_CASES)
+def test_discover_classes_stops_on_a_bad_class_folder_with_one_line(tmp_path, stop):
+    root = support_images.make_bad_input_corpus(tmp_path / "photos", stop=stop)
+    with pytest.raises(images.DataDirError) as stopped:
+        images.discover_classes(str(root))
+    assert re.match(_STOP_MESSAGES[stop], str(stopped.value)), str(stopped.value)
+    assert "\n" not in str(stopped.value)
+
+
+def test_discover_classes_takes_the_bad_input_corpus_and_a_class_folder_link(tmp_path):
+    root = support_images.make_bad_input_corpus(tmp_path / "photos")
+    assert images.discover_classes(str(root)) == ("ant", "bee", "cat")
+    assert images.list_class_images(str(root), "cat") == [f"cat/cat_{i}.jpg" for i in range(4)]
+
+
+def test_a_folder_that_cannot_be_read_is_skipped_with_its_reason(tmp_path, monkeypatch):
+    (tmp_path / "ant" / "private").mkdir(parents=True)
+    (tmp_path / "ant" / "private" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "ant" / "b.jpg").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def denied(path="."):
+        # chmod 000 does not stop root: refuse the listing as the kernel would for a user.
+        if os.fspath(path).endswith("private"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    scan = images.scan_class_folder(str(tmp_path), "ant")
+    assert scan.images == ["ant/b.jpg"]
+    assert scan.skipped == [
+        {"file": "ant/private", "reason": "cannot read folder: Permission denied"}
+    ]
+
+
+def test_a_folder_tree_deeper_than_the_recursion_limit_is_listed(tmp_path):
+    import inspect
+    import sys
+
+    nested = os.path.join(*["d"] * 200)
+    (tmp_path / "ant" / nested).mkdir(parents=True)
+    (tmp_path / "ant" / nested / "bottom.jpg").write_bytes(b"x")
+    (tmp_path / "ant" / "top.jpg").write_bytes(b"x")
+    # A limit the tree is deeper than, rather than a tree deeper than the real limit: rmtree,
+    # which recurses, could not remove that from the temporary folder pytest shares.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 100)
+    try:
+        found = images.list_class_images(str(tmp_path), "ant")
+    finally:
+        sys.setrecursionlimit(limit)
+    assert found == [f"ant/{nested}/bottom.jpg", "ant/top.jpg"]

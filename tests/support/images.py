@@ -181,13 +181,41 @@ def names_in_different_splits(testing: int = 10, validation: int = 10) -> tuple[
     raise AssertionError("no name pair in different splits")
 
 
-def make_bad_input_corpus(root: str | os.PathLike) -> Path:
-    """A two-class folder (``ant``, ``bee``; 4 good photos each) plus every bad-input case.
+# A non-UTF-8 name (Latin-1 "café"), as old backups and NAS shares hold them.
+NON_UTF8_FILE = b"caf\xe9.jpg"
+NON_UTF8_FOLDER = b"dossier\xff"
+# Valid photos that the corpus test removes or rewrites after the folder is listed.
+VANISHING, CHANGING = "vanishing.jpg", "changing.jpg"
+# One folder each that must stop the run; make_bad_input_corpus(root, stop=...) adds one.
+STOP_CASES = (
+    "empty_class", "unreadable_class", "broken_class_link", "class_link_back",
+    "non_utf8_class", "line_break_class",
+)
+
+
+def outside_folder(root: str | os.PathLike) -> Path:
+    """Beside the corpus: where its links that leave the image folder point."""
+    root = Path(root)
+    return root.parent / f"{root.name}_outside"
+
+
+def make_bad_input_corpus(root: str | os.PathLike, stop: str | None = None) -> Path:
+    """A folder of classes ``ant``, ``bee`` (4 good photos each) and ``cat`` (a class folder
+    that is a link, 4 photos) plus every bad-input case; with ``stop``, also one case of
+    STOP_CASES, which stops the run. Links that leave the folder point into outside_folder(root).
 
     See docs/bad_input.md for the case list and what the converter does with each.
     """
     root = make_image_folder(root, {"ant": 4, "bee": 4})
-    ant, bee = root / "ant", root / "bee"
+    _add_bad_files(root / "ant", root / "bee")
+    _add_odd_entries(root, outside_folder(root))
+    if stop:
+        _STOPS[stop](root, outside_folder(root))
+    return root
+
+
+def _add_bad_files(ant: Path, bee: Path) -> None:
+    """Regular files with odd content or names, one per case."""
     photo = Image.effect_noise((48, 32), 40).convert("RGB")
     files = {
         "empty.jpg": b"",
@@ -212,6 +240,9 @@ def make_bad_input_corpus(root: str | os.PathLike) -> Path:
         "Thumbs.db": b"\xd0\xcf\x11\xe0",
         ".hidden.jpg": encode_image(photo, "JPEG"),
         "locked.jpg": encode_image(photo, "JPEG"),
+        "line\nbreak.jpg": encode_image(photo.rotate(45), "JPEG"),
+        VANISHING: encode_image(photo.rotate(30), "JPEG"),
+        CHANGING: encode_image(photo.rotate(60), "JPEG"),
     }
     for name, raw in files.items():
         (ant / name).write_bytes(raw)
@@ -223,12 +254,79 @@ def make_bad_input_corpus(root: str | os.PathLike) -> Path:
     unicode_dir = ant / "sous dossier é"
     unicode_dir.mkdir()
     (unicode_dir / "fleur d'été ü.jpg").write_bytes(encode_image(photo.rotate(180), "JPEG"))
-    os.symlink("..", ant / "nested" / "loop")  # ant/nested/loop -> ant: a folder loop
-    os.symlink("selfloop.jpg", ant / "selfloop.jpg")  # a file link to itself
+    album = ant / "album.jpg"  # a folder, whatever its name says
+    album.mkdir()
+    (album / "inside.jpg").write_bytes(encode_image(photo.rotate(120), "JPEG"))
+    with open(os.fsencode(ant) + b"/" + NON_UTF8_FILE, "wb") as non_utf8:
+        non_utf8.write(encode_image(photo.rotate(150), "JPEG"))
+    os.mkdir(os.fsencode(ant) + b"/" + NON_UTF8_FOLDER)
+    with open(os.fsencode(ant) + b"/" + NON_UTF8_FOLDER + b"/in.jpg", "wb") as inside:
+        inside.write(encode_image(photo.rotate(170), "JPEG"))
     duplicate = encode_image(Image.effect_noise((40, 30), 60).convert("RGB"), "JPEG")
     for name in names_in_different_splits():
         (ant / name).write_bytes(duplicate)
     conflict = encode_image(Image.effect_noise((36, 28), 70).convert("RGB"), "JPEG")
     (ant / "conflict.jpg").write_bytes(conflict)
     (bee / "conflict_copy.jpg").write_bytes(conflict)
-    return root
+
+
+def _add_odd_entries(root: Path, outside: Path) -> None:
+    """Links, FIFOs, sockets and devices, and photos outside the folder that links lead to."""
+    import stat
+
+    ant = root / "ant"
+    make_image_folder(outside, {"cat": 4}, seed=1)
+    far = Image.effect_noise((40, 40), 30).convert("RGB")
+    (outside / "album").mkdir()
+    (outside / "album" / "far.jpg").write_bytes(encode_image(far, "JPEG"))
+    (outside / "single.jpg").write_bytes(encode_image(far.rotate(90), "JPEG"))
+    os.symlink(outside / "cat", root / "cat")  # a class folder that is a link
+    os.symlink(outside / "album", ant / "outside")  # a folder link that leaves the folder
+    os.symlink(outside / "single.jpg", ant / "linked.jpg")  # a file link that leaves it
+    os.symlink("../bee", ant / "bee_link")  # a folder link into the image folder
+    os.symlink("..", ant / "nested" / "loop")  # ant/nested/loop -> ant: a folder loop
+    os.symlink("../../..", ant / "nested" / "up")  # the folder above the image folder
+    os.symlink("selfloop.jpg", ant / "selfloop.jpg")  # a file link to itself
+    os.symlink("missing.jpg", ant / "broken.jpg")  # a broken link
+    os.symlink("/dev/zero", ant / "zeros.jpg")  # a device: reading it would never end
+    os.mkfifo(ant / "pipe.jpg")  # opening it for reading would block
+    os.mkfifo(ant / "fifo_notes")
+    os.mknod(ant / "socket.png", stat.S_IFSOCK | 0o600)
+
+
+def _empty_class(root: Path, outside: Path) -> None:
+    (root / "wasp").mkdir()
+
+
+def _unreadable_class(root: Path, outside: Path) -> None:
+    (root / "wasp").mkdir()
+    os.symlink("gone.jpg", root / "wasp" / "only.jpg")
+
+
+def _broken_class_link(root: Path, outside: Path) -> None:
+    os.symlink(outside / "unmounted_share", root / "wasp")
+
+
+def _class_link_back(root: Path, outside: Path) -> None:
+    os.symlink(root, root / "loop")
+
+
+def _non_utf8_class(root: Path, outside: Path) -> None:
+    folder = os.fsencode(root) + b"/" + NON_UTF8_FOLDER
+    os.mkdir(folder)
+    with open(folder + b"/a.jpg", "wb") as photo:
+        photo.write((root / "bee" / "bee_0.jpg").read_bytes())
+
+
+def _line_break_class(root: Path, outside: Path) -> None:
+    make_image_folder(root, {"two\nlines": 2}, seed=2)
+
+
+_STOPS = {
+    "empty_class": _empty_class,
+    "unreadable_class": _unreadable_class,
+    "broken_class_link": _broken_class_link,
+    "class_link_back": _class_link_back,
+    "non_utf8_class": _non_utf8_class,
+    "line_break_class": _line_break_class,
+}
