@@ -92,7 +92,26 @@ def _job_jar(tmp_path: pathlib.Path) -> pathlib.Path:
     return jar
 
 
-def test_flink_cluster_runs_a_job_on_two_slots_and_stops_by_pid(cluster, tmp_path):
+def _flink_runner_error(tmp_path, port, capsys) -> str:
+    import runner_local
+    from pipeline import cli
+    from tests.support import make_image_folder
+
+    photos = make_image_folder(tmp_path / "photos", {"a": 2, "b": 2})
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "saved_model.pb").write_bytes(b"")  # checked, not run
+    flags = [f"--data-dir={photos}", f"--model-handle={hub}", "--image-size=128",
+             f"--pipeline-root={tmp_path / 'out'}", "--beam-runner=FlinkRunner",
+             f"--beam-arg=--flink_master=localhost:{port}",
+             f"--beam-arg=--flink_job_server_jar={tmp_path / 'no-job-server.jar'}"]
+    capsys.readouterr()
+    assert cli.main(flags, run_pipeline=runner_local.run, prog="runner_local.py") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    return line
+
+
+def test_flink_cluster_runs_a_job_on_two_slots_and_stops_by_pid(cluster, tmp_path, capsys):
     port, cluster_dir, start_line = cluster
     pids = {name: int((cluster_dir / f"{name}.pid").read_text())
             for name in ("jobmanager", "taskmanager")}
@@ -121,6 +140,10 @@ def test_flink_cluster_runs_a_job_on_two_slots_and_stops_by_pid(cluster, tmp_pat
     assert max(vertex["parallelism"] for vertex in job["vertices"]) == 2
     jobs = rest(port, "/jobs/overview")["jobs"]
     assert [(j["jid"], j["state"]) for j in jobs] == [(job_id, "FINISHED")]
+
+    # The live cluster passes runner_local's check; the missing job-server jar is one line.
+    line = _flink_runner_error(tmp_path, port, capsys)
+    assert str(tmp_path / "no-job-server.jar") in line and "setup.sh --with-flink" in line
 
     stopped = subprocess.run(
         ["bash", str(REPO / "scripts" / "flink_cluster.sh"), "stop"],
