@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -167,6 +168,11 @@ def local_portable_services(job_port: int = DEFAULT_JOB_PORT,
     log_dir = log_dir or tempfile.mkdtemp(prefix="tfx_poets_beam_")
     os.makedirs(log_dir, exist_ok=True)
     services = []
+    # The services run in sessions of their own (so that a stop reaches the pool's workers):
+    # a plain `kill` of this process must stop them too, as Ctrl-C does.
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         services.append(start_service(
             "job service",
@@ -184,6 +190,8 @@ def local_portable_services(job_port: int = DEFAULT_JOB_PORT,
     finally:
         for service in reversed(services):
             stop_service(service)
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
 
 
 def log_dir(pipeline_root: str) -> str | None:
@@ -293,8 +301,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-dir", default=None,
                         help="where the services' logs go; empty: a new temporary folder")
     args = parser.parse_args(argv)
-    # A plain `kill PID` must stop the services too, as Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with local_portable_services(args.job_port, args.worker_pool_port, args.log_dir) as flags:
             print("beam: pass " + " ".join(f"--beam-arg={flag}" for flag in flags[1:])
