@@ -14,6 +14,7 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow: hub and TFT need tf_keras
 
 from pipeline import cli  # noqa: E402
+from pipeline.beam_services import LOCAL_PORTABLE  # noqa: E402
 
 # Runs only when triggered: a retrain is a decision, not a timetable.
 AIRFLOW_DAG_CONFIG = {"schedule_interval": None, "start_date": datetime.datetime(2026, 1, 1)}
@@ -57,6 +58,13 @@ def build_dag(config):
 
     from pipeline.pipeline import create_pipeline
 
+    if f"--runner={LOCAL_PORTABLE}" in config.beam_pipeline_args:
+        # Airflow runs each task on its own: nothing would start the services for a whole run.
+        raise cli.CliError(
+            f"--beam-runner {LOCAL_PORTABLE} is for runner_local.py; with Airflow start the "
+            "services with `python -m pipeline.beam_services` and use --beam-runner PortableRunner "
+            "(docs/orchestrators.md)"
+        )
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     tfx_pipeline = create_pipeline(config, metadata)
     for component in tfx_pipeline.components:
