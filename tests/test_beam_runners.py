@@ -28,12 +28,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _run_local(flags, timeout=900):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "runner_local.py", *flags], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("beam_inputs")
@@ -53,21 +47,48 @@ def pipeline_flags(inputs, pipeline_root):
 
 
 @pytest.fixture(scope="module")
-def direct_run(inputs, tmp_path_factory):
-    root = tmp_path_factory.mktemp("direct") / "out"
-    completed = _run_local(pipeline_flags(inputs, root))
+def runs(inputs, tmp_path_factory):
+    """The pipeline on DirectRunner and on portable-local, at the same time: on 2 cores that
+    takes about the longer run's time, as much of portable-local's is spent starting processes
+    and waiting on the job service."""
+    roots = {name: tmp_path_factory.mktemp(name) / "out" for name in ("direct", "portable")}
+    extra = {"direct": [], "portable": [
+        "--beam-runner=portable-local", f"--beam-arg=--job_port={free_port()}",
+        f"--beam-arg=--worker_pool_port={free_port()}"]}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    processes, completed = {}, {}
+    # Output to files, not pipes: a full pipe would stall one run while the other is read.
+    logs = {name: (root.parent / "stdout.log", root.parent / "stderr.log")
+            for name, root in roots.items()}
+    try:
+        for name, root in roots.items():
+            with open(logs[name][0], "w") as stdout, open(logs[name][1], "w") as stderr:
+                processes[name] = subprocess.Popen(
+                    [sys.executable, "runner_local.py", *pipeline_flags(inputs, root),
+                     *extra[name]], cwd=REPO, env=env, stdout=stdout, stderr=stderr)
+        for name, process in processes.items():
+            process.wait(timeout=1200)
+            completed[name] = subprocess.CompletedProcess(
+                process.args, process.returncode, logs[name][0].read_text(),
+                logs[name][1].read_text())
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()  # runner_local then stops its services
+                process.wait(timeout=60)
+    return {name: (roots[name], completed[name]) for name in roots}
+
+
+@pytest.fixture(scope="module")
+def direct_run(runs):
+    root, completed = runs["direct"]
     assert completed.returncode == 0, completed.stderr[-5000:]
     return root, completed
 
 
 @pytest.fixture(scope="module")
-def portable_run(inputs, tmp_path_factory):
-    root = tmp_path_factory.mktemp("portable") / "out"
-    completed = _run_local([
-        *pipeline_flags(inputs, root), "--beam-runner=portable-local",
-        f"--beam-arg=--job_port={free_port()}", f"--beam-arg=--worker_pool_port={free_port()}",
-    ])
-    return root, completed
+def portable_run(runs):
+    return runs["portable"]
 
 
 def _record_count(pattern_root: pathlib.Path, pattern: str) -> int:
