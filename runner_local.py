@@ -1,6 +1,7 @@
 """Runs the tfx-poets pipeline on this machine: LocalDagRunner, Beam's DirectRunner, and an
 ML Metadata SQLite store under --pipeline-root. `python runner_local.py -h` lists the flags."""
 
+import dataclasses
 import os
 import sys
 
@@ -17,10 +18,14 @@ def run(config, args=None) -> None:
     from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from pipeline import results, run_lock
+    from pipeline import beam_services, results, run_lock
     from pipeline.pipeline import create_pipeline
 
-    with run_lock.hold(config.pipeline_root):
+    with run_lock.hold(config.pipeline_root), \
+            beam_services.beam_services(config.beam_pipeline_args,
+                                        beam_services.log_dir(config.pipeline_root)) as beam_args:
+        # --beam-runner portable-local: the services it started, for this run only.
+        config = dataclasses.replace(config, beam_pipeline_args=tuple(beam_args))
         connection = metadata.sqlite_metadata_connection_config(config.metadata_path)
         LocalDagRunner().run(create_pipeline(config, connection))
         print(results.summarize(config))

@@ -146,8 +146,10 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                      help="show every log line of TFX, Beam and TensorFlow, not only progress")
     run.add_argument("--beam-runner", default="DirectRunner",
                      help="Beam runner of the Beam steps (ImageExampleGen, StatisticsGen, "
-                     "Transform, Evaluator): DirectRunner, FlinkRunner, SparkRunner or "
-                     "DataflowRunner; give its options with --beam-arg")
+                     "Transform, Evaluator): DirectRunner, portable-local (Beam's portable "
+                     "runner with a job service and worker pool started here for the run), "
+                     "PortableRunner, FlinkRunner, SparkRunner or DataflowRunner; give its "
+                     "options with --beam-arg (docs/orchestrators.md)")
     run.add_argument("--beam-arg", action="append", default=[],
                      help="extra Beam pipeline argument, repeatable, e.g. "
                      "--beam-arg=--direct_num_workers=2")

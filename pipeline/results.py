@@ -156,6 +156,10 @@ def execution_node_ids(store) -> dict[int, str]:
         node_id = node_context.name.split(".", 1)[-1]  # "<pipeline>.<node id>"
         for execution in store.get_executions_by_context(node_context.id):
             node_of_execution[execution.id] = node_id
+    # TFX's legacy launcher (AirflowDagRunner's) records no node contexts, only this property.
+    for execution in store.get_executions():
+        if execution.id not in node_of_execution and "component_id" in execution.properties:
+            node_of_execution[execution.id] = execution.properties["component_id"].string_value
     return node_of_execution
 
 

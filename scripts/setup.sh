@@ -2,15 +2,21 @@
 # Creates .venv with Python 3.10 and installs the locked environment into it.
 # With --with-airflow, also .venv-airflow: the same plus Apache Airflow, whose pins cannot share
 # .venv (requirements-airflow.lock). With --with-chromium, also Debian's chromium (apt-get), which
-# the run report's rendering test drives headless. Safe to run again: it only installs what changed.
+# the run report's rendering test drives headless. With --with-flink, also the files of a local
+# Flink cluster (scripts/flink_cluster.sh) and of Beam's FlinkRunner, cached in
+# ~/.cache/tfx_poets/flink: the Flink distribution from PyPI's apache-flink-libraries and Beam's
+# Flink job-server jar from Maven Central. Safe to run again: it only installs what changed.
 set -euo pipefail
 with_airflow=false
 with_chromium=false
+with_flink=false
 for arg in "$@"; do
   case "$arg" in
     --with-airflow) with_airflow=true ;;
     --with-chromium) with_chromium=true ;;
-    *) echo "setup: unknown argument $arg (only --with-airflow, --with-chromium)" >&2; exit 2 ;;
+    --with-flink) with_flink=true ;;
+    *) echo "setup: unknown argument $arg (only --with-airflow, --with-chromium, --with-flink)" >&2
+       exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -69,4 +75,41 @@ install_chromium() {
 }
 if $with_chromium; then
   install_chromium
+fi
+
+# Flink 1.19: Beam 2.74's job server supports 1.17-1.20 and 2.0, and 1.19 runs on Java 17.
+FLINK_VERSION=1.19.3
+BEAM_VERSION="$(grep -E "^apache-beam==" requirements.lock | cut -d= -f3)"
+install_flink() {
+  local cache="${TFX_POETS_CACHE_DIR:-$HOME/.cache/tfx_poets}/flink"
+  local home="$cache/flink-$FLINK_VERSION"
+  mkdir -p "$cache/downloads"
+  if ! ls "$home"/lib/flink-dist-*.jar >/dev/null 2>&1; then
+    # The package is a source archive whose deps/ is a Flink distribution (lib/, plugins/ and
+    # bin/bash-java-utils.jar); it is only unpacked, never installed next to Beam.
+    .venv/bin/python -m pip download --quiet --no-deps --no-binary :all: \
+      -d "$cache/downloads" "apache-flink-libraries==$FLINK_VERSION"
+    mkdir -p "$home"
+    tar xzf "$cache/downloads/apache-flink-libraries-$FLINK_VERSION.tar.gz" -C "$home" \
+      --strip-components=2 "apache-flink-libraries-$FLINK_VERSION/deps"
+  fi
+  echo "setup: Flink $FLINK_VERSION in $home"
+  local jar="beam-runners-flink-${FLINK_VERSION%.*}-job-server"
+  if [ -f "$cache/$jar-$BEAM_VERSION.jar" ]; then
+    echo "setup: Beam's Flink job server in $cache/$jar-$BEAM_VERSION.jar"
+  elif ! command -v mvn >/dev/null 2>&1; then
+    echo "setup: warning: mvn not found, so Beam's Flink job-server jar was not fetched;" \
+      "install Maven (apt-get install maven) and run again" >&2
+  elif mvn -B -q org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
+      "-Dartifact=org.apache.beam:$jar:$BEAM_VERSION" "-DoutputDirectory=$cache" \
+      > "$cache/mvn.log" 2>&1; then
+    echo "setup: Beam's Flink job server in $cache/$jar-$BEAM_VERSION.jar"
+  else
+    # Not fatal: the cluster works without it; FlinkRunner then stops with one line.
+    echo "setup: warning: Maven could not fetch org.apache.beam:$jar:$BEAM_VERSION (see" \
+      "$cache/mvn.log); --beam-runner FlinkRunner needs it (--beam-arg=--flink_job_server_jar)" >&2
+  fi
+}
+if $with_flink; then
+  install_flink
 fi
