@@ -3,8 +3,9 @@
 Default mode: three runs, one after another, each a subprocess started from the repo root,
 with its stdout and stderr in a log file in the work dir:
   cold       runner_local.py on a fresh pipeline root (WORK/pipeline_root)
-  rerun      the same root and flags plus --learning-rate X (the head's learning rate; default
-             3x TrainingConfig.learning_rate), so the data components come from TFX's cache
+  rerun      the same root and flags plus --head-c X (the head's regularisation; default
+             RERUN_HEAD_C, where the cold run chooses C itself), so the data components come
+             from TFX's cache
   reference  bench/keras_reference.py --data-dir D --model-handle M
 With --repeats N the three run N times, interleaved (cold-1, rerun-1, reference-1, cold-2, ...;
 roots WORK/pipeline_root-<i>), and the section adds the medians and the ratios of the medians:
@@ -12,7 +13,7 @@ on a noisy machine one round can land on either side of a target.
 
     .venv/bin/python bench/compare.py --data-dir ../shared/assets/flower_photos \\
         --model-handle ../shared/assets/mobilenet_v1_100_224_feature_vector \\
-        [--repeats N] [--work-dir DIR] [--benchmarks BENCHMARKS.md] [--rerun-learning-rate X] \\
+        [--repeats N] [--work-dir DIR] [--benchmarks BENCHMARKS.md] [--rerun-head-c X] \\
         [-- extra runner_local.py flags]
 
 --replicate N mode: copies the data dir with every photo present N times as distinct photos
@@ -56,7 +57,6 @@ sys.path.insert(0, REPO_ROOT)
 import psutil  # noqa: E402
 
 from components.image_example_gen import images  # noqa: E402  (no TensorFlow)
-from pipeline.config import TrainingConfig  # noqa: E402  (no TensorFlow)
 
 SAMPLE_INTERVAL_S = 0.2
 MB = 2**20
@@ -687,7 +687,7 @@ def default_section(
     colds: list[Measurement],
     reruns: list[Measurement],
     references: list[Measurement],
-    learning_rate: float,
+    head_c: float,
     extra_flags: list[str],
 ) -> str:
     """The default mode's section; with repeats, every run's row and then their medians."""
@@ -699,7 +699,7 @@ def default_section(
     lines = header_lines(context) + [
         f"- **Runs, {order}:** cold: `runner_local.py` on a fresh pipeline root with "
         f"`--data-dir` and `--model-handle` as given{extra}; rerun: the same root and flags "
-        f"plus `--learning-rate {learning_rate:g}` (the head's); reference: "
+        f"plus `--head-c {head_c:g}` (the head's); reference: "
         "`bench/keras_reference.py` with its defaults. Pipeline root MB is the root's size "
         "after the run (the rerun's includes the cold run's artifacts).",
         "",
@@ -857,10 +857,9 @@ def split_extra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
-def default_rerun_learning_rate() -> float:
-    """3x the default head learning rate of TrainingConfig."""
-    defaults = {field.name: field.default for field in dataclasses.fields(TrainingConfig)}
-    return 3 * defaults["learning_rate"]
+# The rerun's head C: a fixed value, where the cold run's default chooses C by
+# cross-validation, so only the Trainer and the steps after it run again.
+RERUN_HEAD_C = 10.0
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -878,9 +877,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--benchmarks", default=os.path.join(REPO_ROOT, "BENCHMARKS.md"),
                         help="markdown file the section is written into "
                         "(default: BENCHMARKS.md at the repo root)")
-    parser.add_argument("--rerun-learning-rate", type=float, default=default_rerun_learning_rate(),
-                        help="the head's --learning-rate of the rerun (default: 3x "
-                        "TrainingConfig.learning_rate, %(default)g)")
+    parser.add_argument("--rerun-head-c", type=float, default=RERUN_HEAD_C,
+                        help="the head's --head-c of the rerun (default %(default)g)")
     parser.add_argument("--replicate", type=int, default=0, metavar="N",
                         help=f"compare the cold run on the data with one on an N-times copy "
                         f"(2 <= N <= {MAX_REPLICATE}) instead of the default mode")
@@ -930,9 +928,9 @@ def main(argv: list[str] | None = None) -> int:
         print("compare.py: give --data-dir and --model-handle before the `--`; the pipeline "
               "root is chosen here", file=sys.stderr)
         return 2
-    cold_learning_rate = _flag_value(extra_flags, "--learning-rate")
-    if cold_learning_rate is not None and float(cold_learning_rate) == args.rerun_learning_rate:
-        print(f"compare.py: warning: the rerun's --learning-rate {args.rerun_learning_rate:g} "
+    cold_head_c = _flag_value(extra_flags, "--head-c")
+    if cold_head_c is not None and float(cold_head_c) == args.rerun_head_c:
+        print(f"compare.py: warning: the rerun's --head-c {args.rerun_head_c:g} "
               "is the cold run's, so the rerun will be all cached", file=sys.stderr)
     data_dir = os.path.abspath(args.data_dir)
     model_handle = _local_or_url(args.model_handle)
@@ -943,7 +941,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = REPLICATE_MODE if args.replicate else DEFAULT_MODE
     try:
         if mode == DEFAULT_MODE:
-            rerun_flags = [*extra_flags, "--learning-rate", f"{args.rerun_learning_rate:g}"]
+            rerun_flags = [*extra_flags, "--head-c", f"{args.rerun_head_c:g}"]
             colds, reruns, references = [], [], []
             for round_ in range(1, args.repeats + 1):
                 suffix = "" if args.repeats == 1 else f"-{round_}"
@@ -979,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if mode == DEFAULT_MODE:
         section = default_section(
-            context, colds, reruns, references, args.rerun_learning_rate, extra_flags
+            context, colds, reruns, references, args.rerun_head_c, extra_flags
         )
     else:
         section = replicate_section(context, one, many, copies, replica_dir, stats, extra_flags)

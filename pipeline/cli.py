@@ -460,7 +460,11 @@ def main(
     """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     logs.quiet_environment()
-    parser = build_parser(prog)
+    try:
+        parser = build_parser(prog)
+    except CliError as error:  # a TFX_POETS_* variable that does not parse
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
     if add_runner_flags:
         add_runner_flags(parser.add_argument_group("orchestrator"))
     args = parser.parse_args(argv)

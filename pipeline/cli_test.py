@@ -1,10 +1,12 @@
 """Tests of the retrain command line: flags, environment, preflight errors."""
 
 import shutil
+from unittest import mock
 
 import pytest
 
 from pipeline import cli
+from pipeline import config as config_lib
 from tests.support import make_image_folder
 
 
@@ -25,11 +27,13 @@ def test_help_documents_every_flag_with_its_default(capsys):
         cli.build_parser().parse_args(["-h"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--data-dir", "--model-handle", "--architecture", "--learning-rate",
-                 "--train-batch-size", "--epochs", "--fine-tune-epochs", "--min-accuracy",
-                 "--testing-percentage", "--validation-percentage", "--pipeline-root"):
+    for flag in ("--data-dir", "--model-handle", "--architecture", "--image-size", "--resize",
+                 "--views", "--average-views", "--head-c", "--train-batch-size",
+                 "--fine-tune-epochs", "--min-accuracy", "--testing-percentage",
+                 "--validation-percentage", "--pipeline-root"):
         assert flag in text
-    assert "mobilenet_0.50_224" in text and "(default: 0.001)" in text
+    assert "mobilenet_0.50_224" in text and "(default: 0.0001)" in text
+    assert "plain,squash224" in text and "1, 3, 10, 30" in text
 
 
 def test_flags_become_the_typed_config(tmp_path, hub_dir):
@@ -37,7 +41,8 @@ def test_flags_become_the_typed_config(tmp_path, hub_dir):
     calls = []
     code = _run_main(
         [f"--data-dir={photos}", f"--model-handle={hub_dir}", "--architecture=mobilenet_0.25_160",
-         "--learning-rate=0.05", f"--pipeline-root={tmp_path / 'root'}", "--no-cache",
+         "--head-c=0.05", f"--pipeline-root={tmp_path / 'root'}", "--no-cache",
+         "--image-size=320", "--resize=squash", "--views=plain,mirror", "--no-average-views",
          "--no-flip-left-right", "--random-crop=5", "--random-scale=7", "--random-brightness=9",
          "--fine-tune-from-block=10", "--label-smoothing=0.05", "--class-weights=balanced",
          "--lr-schedule=constant"],
@@ -47,8 +52,10 @@ def test_flags_become_the_typed_config(tmp_path, hub_dir):
     (config,) = calls
     assert config.data.class_names == ("a", "b")
     assert config.training.class_names == ("a", "b")
-    assert config.training.image_size == 160
-    assert config.training.learning_rate == 0.05
+    # The size the network sees, not the architecture's 160.
+    assert (config.training.image_size, config.training.resize) == (320, "squash")
+    assert config.training.views == ("plain", "mirror") and not config.training.average_views
+    assert config.training.head_c == 0.05
     assert config.training.model_handle == str(hub_dir)
     assert config.enable_cache is False
     training = config.training
@@ -57,6 +64,7 @@ def test_flags_become_the_typed_config(tmp_path, hub_dir):
     assert (training.fine_tune_from_block, training.label_smoothing, training.class_weights,
             training.lr_schedule) == (10, 0.05, "balanced", "constant")
     assert training.bottleneck_dir == str(tmp_path / "root" / "bottlenecks")
+    assert training.backbone_dir == str(tmp_path / "root" / "backbones")
     assert config.schema_path.endswith("schemas/generic/schema.pbtxt")
     assert len(config.code_fingerprint) == 16
 
@@ -80,16 +88,37 @@ def test_flower_classes_use_the_flowers_schema(tmp_path, hub_dir):
     calls = []
     assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}"], calls) == 0
     assert calls[0].schema_path.endswith("schemas/flowers/schema.pbtxt")
+    defaults = calls[0].training
+    assert (defaults.image_size, defaults.resize, defaults.views) == (
+        config_lib.DEFAULT_IMAGE_SIZE, "short-side", ("plain", "squash224"))
 
 
 def test_environment_variables_set_defaults(tmp_path, hub_dir, monkeypatch):
     photos = make_image_folder(tmp_path / "photos", {"x": 1, "y": 1})
     monkeypatch.setenv("TFX_POETS_DATA_DIR", str(photos))
-    monkeypatch.setenv("TFX_POETS_EPOCHS", "7")
+    monkeypatch.setenv("TFX_POETS_HEAD_C", "7")
     monkeypatch.setenv("TFX_POETS_NO_CACHE", "true")
     calls = []
     assert _run_main([f"--model-handle={hub_dir}"], calls) == 0
-    assert calls[0].training.epochs == 7 and calls[0].enable_cache is False
+    assert calls[0].training.head_c == 7 and calls[0].enable_cache is False
+
+
+@pytest.mark.parametrize("raw,expected", [("false", False), ("0", False), ("no", False),
+                                          ("True", True), ("1", True), ("yes", True)])
+def test_environment_booleans_parse_as_booleans(tmp_path, hub_dir, monkeypatch, raw, expected):
+    photos = make_image_folder(tmp_path / "photos", {"x": 1, "y": 1})
+    monkeypatch.setenv("TFX_POETS_FLIP_LEFT_RIGHT", raw)
+    monkeypatch.setenv("TFX_POETS_NO_CACHE", raw)
+    calls = []
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}"], calls) == 0
+    assert calls[0].training.flip_left_right is expected
+    assert calls[0].enable_cache is (not expected)
+
+
+def test_a_boolean_environment_variable_that_is_no_boolean_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFX_POETS_FLIP_LEFT_RIGHT", "maybe")
+    with pytest.raises(cli.CliError, match="TFX_POETS_FLIP_LEFT_RIGHT='maybe': use one of"):
+        cli.build_parser()
 
 
 @pytest.mark.parametrize(
@@ -104,7 +133,9 @@ def test_environment_variables_set_defaults(tmp_path, hub_dir, monkeypatch):
         (lambda tmp, hub: [f"--data-dir={make_image_folder(tmp / 'p', {'a': 1, 'b': 1})}",
                            f"--model-handle={hub}", "--architecture=resnet"], "--architecture"),
         (lambda tmp, hub: [f"--data-dir={make_image_folder(tmp / 'p', {'a': 1, 'b': 1})}",
-                           f"--model-handle={hub}", "--dropout=2"], "--dropout"),
+                           f"--model-handle={hub}", "--head-c=-1"], "--head-c"),
+        (lambda tmp, hub: [f"--data-dir={make_image_folder(tmp / 'p', {'a': 1, 'b': 1})}",
+                           f"--model-handle={hub}", "--views=mirror"], "--views"),
     ],
 )
 def test_bad_input_ends_in_one_line(tmp_path, hub_dir, capsys, make_args, message):
@@ -178,25 +209,42 @@ def test_remote_runners_take_data_and_handle_as_given(tmp_path):
     assert config.training.model_handle.startswith("https://tfhub.dev/")
 
 
-def test_the_resolution_comes_from_the_module_and_a_mismatch_is_one_line(tmp_path, capsys):
+def test_a_mobilenet_v1_module_takes_any_size(tmp_path):
     from tests.support import make_random_hub_mobilenet
 
     photos = make_image_folder(tmp_path / "photos", {"a": 2, "b": 2})
     module = make_random_hub_mobilenet(tmp_path / "hub128", alpha=0.25, resolution=128)
-    assert cli.module_image_size(str(module)) == 128
+    assert cli.module_image_size(str(module)) == 128 and cli.module_is_mobilenet_v1(str(module))
     calls = []
-    assert _run_main([f"--data-dir={photos}", f"--model-handle={module}"], calls) == 0
-    assert calls[0].training.image_size == 128  # not the default architecture's 224
     assert _run_main([f"--data-dir={photos}", f"--model-handle={module}", "--image-size=224"],
-                     calls) == 2
+                     calls) == 0
+    assert (calls[0].training.image_size, calls[0].training.resize) == (224, "short-side")
+
+
+def test_a_fixed_module_that_cannot_be_rebuilt_takes_its_size_and_a_mismatch_is_one_line(
+        tmp_path, capsys):
+    from tests.support import make_random_hub_mobilenet
+
+    photos = make_image_folder(tmp_path / "photos", {"a": 2, "b": 2})
+    module = make_random_hub_mobilenet(tmp_path / "hub128", alpha=0.25, resolution=128)
+    calls = []
+    # As a module of another architecture: no MobileNet V1 variable names.
+    with mock.patch.object(cli, "module_is_mobilenet_v1", return_value=False):
+        assert _run_main([f"--data-dir={photos}", f"--model-handle={module}"], calls) == 0
+        assert _run_main([f"--data-dir={photos}", f"--model-handle={module}",
+                          "--image-size=224"], calls) == 2
+    training = calls[0].training
+    assert (training.image_size, training.resize, training.views) == (128, "squash", ("plain",))
     (line,) = capsys.readouterr().err.splitlines()
-    assert line == (f"retrain: error: --image-size 224 does not match the module {module}, which "
-                    "takes 128x128 images; pass --image-size 128 or leave it out")
+    assert line == (f"retrain: error: --image-size 224: the module {module} takes only 128x128 "
+                    "images and is not a MobileNet V1 that can be rebuilt at another size; pass "
+                    "--image-size 128 --resize squash, or leave both out")
 
 
 def test_the_shared_module_takes_224_and_a_corrupt_one_is_one_line(tmp_path, shared_mobilenet,
                                                                   capsys):
     assert cli.module_image_size(shared_mobilenet) == 224
+    assert cli.module_is_mobilenet_v1(shared_mobilenet)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "saved_model.pb").write_bytes(b"\x0bnot a protocol buffer")
     photos = make_image_folder(tmp_path / "photos", {"a": 2, "b": 2})

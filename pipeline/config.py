@@ -41,7 +41,7 @@ TRANSFORMED_LABEL_KEY = "label"
 # The size the network sees by default, whatever the module's nominal one (BENCHMARKS.md,
 # "Recipes": chosen by cross-validation).
 DEFAULT_IMAGE_SIZE = 288
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
 # The Transform's resize modes (components/transform_module.py) and the views of a photo
 # (components/views.py): as resized, mirrored, or squashed to N x N (e.g. squash224).
 RESIZE_MODES = ("short-side", "squash")

@@ -24,9 +24,10 @@ def test_unknown_architecture_names_the_flag(name):
 
 
 def test_training_config_round_trips_through_custom_config():
-    settings = config_lib.TrainingConfig(model_handle="/m", image_size=160, class_names=("a", "b"))
+    settings = config_lib.TrainingConfig(model_handle="/m", image_size=160, class_names=("a", "b"),
+                                         views=("plain", "mirror", "squash128"))
     custom = settings.to_custom_config()
-    assert custom["class_names"] == ["a", "b"]
+    assert custom["class_names"] == ["a", "b"] and custom["views"][2] == "squash128"
     assert config_lib.TrainingConfig.from_custom_config({**custom, "code_fingerprint": "x"}) == (
         settings
     )
@@ -35,10 +36,14 @@ def test_training_config_round_trips_through_custom_config():
 @pytest.mark.parametrize(
     "changes,flag",
     [
-        ({"learning_rate": 0}, "--learning-rate"),
+        ({"head_c": -1.0}, "--head-c"),
         ({"train_batch_size": -1}, "--train-batch-size"),
-        ({"dropout": 1.0}, "--dropout"),
-        ({"epochs": 0, "fine_tune_epochs": 0}, "--epochs"),
+        ({"image_size": 4}, "--image-size"),
+        ({"resize": "crop"}, "--resize"),
+        ({"views": ("mirror",)}, "--views"),
+        ({"views": ("plain", "plain")}, "--views"),
+        ({"views": ("plain", "squash4")}, "--views"),
+        ({"fine_tune_epochs": -1}, "--fine-tune-epochs"),
         ({"fine_tune_from_block": 14}, "--fine-tune-from-block"),
         ({"random_crop": 100}, "--random-crop"),
         ({"random_scale": -1}, "--random-scale"),
@@ -66,6 +71,11 @@ def test_invalid_data_settings(changes, message):
     values = {"data_dir": "/d", "class_names": ("a", "b"), **changes}
     with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.DataConfig(**values)
+
+
+def test_the_fine_tuner_ignores_the_final_heads_settings():
+    settings = config_lib.TrainingConfig("/m", head_c=3.0, average_views=False)
+    assert settings.for_fine_tuning() == config_lib.TrainingConfig("/m")
 
 
 def test_trainer_classes_must_match_the_data():

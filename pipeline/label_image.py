@@ -278,25 +278,27 @@ def native_stderr_silenced():
         os.close(devnull)
 
 
-def training_pixels_function(image_size: int):
-    """Encoded photos [N] -> float32 pixels [N, size, size, 3] in [0, 1], as in training.
+def training_pixels_function(image_size: int, resize: str = "squash"):
+    """Encoded photos [N] -> float32 pixels [N, h, w, 3] in [0, 1], as in training.
 
     The Transform's resize_to_jpeg (decode, resize, re-encode as a quality-95 JPEG), then the
     Trainer's decode_transformed_image: the same functions, so a TFLite model sees exactly the
     pixels the SavedModel's signature (which runs the Transform graph) gives its network.
-    One tf.function with a fixed signature: traced once, not on every call.
+    One tf.function with a fixed signature: traced once, not on every call. With `resize`
+    short-side, photos keep their own shapes: pass one photo at a time.
     """
     import tensorflow as tf
 
     from components import transform_module
 
-    pixel_spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
+    side = image_size if resize == transform_module.SQUASH else None
+    pixel_spec = tf.TensorSpec([side, side, 3], tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def pixels(encoded_images):
-        resized = transform_module.resize_to_jpeg(encoded_images, image_size)
+        resized = transform_module.resize_to_jpeg(encoded_images, image_size, resize)
         return tf.map_fn(
-            lambda jpeg: transform_module.decode_transformed_image(jpeg, image_size),
+            lambda jpeg: transform_module.decode_transformed_image(jpeg, image_size, resize),
             resized,
             fn_output_signature=pixel_spec,
         )
@@ -304,11 +306,26 @@ def training_pixels_function(image_size: int):
     return pixels
 
 
+def read_tflite_preprocessing(model_path: Path, input_size: int) -> tuple[int, str]:
+    """(image size, resize mode) from the preprocessing.json beside a .tflite; a model without
+    one (older exports) takes squashed photos at its input size."""
+    import json
+
+    path = model_path.parent / "preprocessing.json"
+    if not path.is_file():
+        return input_size, "squash"
+    try:
+        settings = json.loads(path.read_text())
+        return int(settings["image_size"]), str(settings["resize"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"{path} is not a tfx-poets preprocessing file ({error})") from None
+
+
 class TfliteScorer:
     """Runs a TFLite classifier on float pixels, whatever its input and output types.
 
     A quantized (int8/uint8) input or output is converted with its own scale and zero point.
-    The input tensor is resized only when the batch size changes, since every resize means
+    The input tensor is resized only when the input's shape changes, since every resize means
     allocating the tensors again.
     """
 
@@ -316,24 +333,25 @@ class TfliteScorer:
         self.interpreter = interpreter
         (self.input,) = interpreter.get_input_details()
         (self.output,) = interpreter.get_output_details()
-        self.batch_size = None
+        self.shape = None
 
     @property
     def image_size(self) -> int:
-        return int(self.input["shape"][1])
+        """The input's height, or 0 when the model takes any height and width."""
+        signature = self.input.get("shape_signature", self.input["shape"])
+        return 0 if signature[1] < 0 else int(self.input["shape"][1])
 
     @property
     def num_classes(self) -> int:
         return int(self.output["shape"][-1])
 
     def __call__(self, pixels):
-        """Scores [N, classes] float32 of pixels [N, size, size, 3] float32 in [0, 1]."""
-        if len(pixels) != self.batch_size:
-            shape = [len(pixels), *self.input["shape"][1:]]
-            self.interpreter.resize_tensor_input(self.input["index"], shape)
+        """Scores [N, classes] float32 of pixels [N, h, w, 3] float32 in [0, 1]."""
+        if pixels.shape != self.shape:
+            self.interpreter.resize_tensor_input(self.input["index"], list(pixels.shape))
             with native_stderr_silenced():
                 self.interpreter.allocate_tensors()
-            self.batch_size = len(pixels)
+            self.shape = pixels.shape
         values = pixels
         if self.input["dtype"].__name__ != "float32":
             scale, zero_point = self.input["quantization"]
@@ -347,9 +365,10 @@ class TfliteScorer:
 
 
 def check_tflite_signature(scorer: TfliteScorer, model_path: Path, num_labels: int) -> None:
-    """One image input [1, size, size, 3] and one scores output [1, classes], as exported."""
+    """One image input [1, size, size, 3] (or [1, any, any, 3]) and one scores output
+    [1, classes], as exported."""
     source, target = scorer.input, scorer.output
-    shape, dtype = list(source["shape"]), source["dtype"].__name__
+    shape, dtype = list(source.get("shape_signature", source["shape"])), source["dtype"].__name__
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or dtype not in TFLITE_INPUT_DTYPES:
         raise UsageError(
             f"model {model_path} does not take images [batch, size, size, 3] of "
@@ -390,21 +409,28 @@ def load_tflite_classifier(model_path: Path, num_threads: int | None = None) -> 
         )
     scorer = TfliteScorer(interpreter)
     check_tflite_signature(scorer, model_path, len(class_names))
+    image_size, resize = read_tflite_preprocessing(model_path, scorer.image_size)
     try:
-        scorer(np.zeros([1, scorer.image_size, scorer.image_size, 3], np.float32))
+        scorer(np.zeros([1, image_size, image_size, 3], np.float32))
     except (ValueError, RuntimeError) as error:  # Parses, but cannot be allocated or run.
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UsageError(f"cannot run TFLite model {model_path}: {first_line}") from None
-    pixels = training_pixels_function(scorer.image_size)
+    pixels = training_pixels_function(image_size, resize)
+    # Photos with their aspect ratio kept have shapes of their own: one at a time.
+    per_call = len if scorer.image_size else (lambda _: 1)
 
     def classify(encoded_images: list[bytes]) -> tuple[list[list[float]], list[str]]:
-        batch = pixels(tf.constant(encoded_images, dtype=tf.string)).numpy()
-        try:
-            scores = scorer(batch)
-        except RuntimeError as error:
-            # As a TensorFlow error, so classify_paths reports it like a SavedModel's.
-            raise tf.errors.InternalError(None, None, f"TFLite: {error}") from None
-        return scores.tolist(), class_names
+        scores = []
+        step = per_call(encoded_images)
+        for start in range(0, len(encoded_images), step):
+            chunk = encoded_images[start:start + step]
+            batch = pixels(tf.constant(chunk, dtype=tf.string)).numpy()
+            try:
+                scores.extend(scorer(batch).tolist())
+            except RuntimeError as error:
+                # As a TensorFlow error, so classify_paths reports it like a SavedModel's.
+                raise tf.errors.InternalError(None, None, f"TFLite: {error}") from None
+        return scores, class_names
 
     return classify
 

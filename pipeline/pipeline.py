@@ -164,7 +164,6 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
     evaluator = Evaluator(
-        custom_executor_spec=EVALUATOR_EXECUTOR,
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],
@@ -173,6 +172,8 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
             config_lib.LABEL_KEY, config.evaluation.min_accuracy, config_lib.LABEL_NAME_KEY
         ),
     )
+    # TFX's Evaluator takes no custom executor as an argument; its spec is an attribute.
+    evaluator.executor_spec = EVALUATOR_EXECUTOR
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -192,12 +193,12 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
     }
     if config.evaluation.evaluate_test_split:
         test_evaluator = Evaluator(
-            custom_executor_spec=EVALUATOR_EXECUTOR,
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
             example_splits=[TEST],
             eval_config=make_eval_config(config_lib.LABEL_KEY, None, config_lib.LABEL_NAME_KEY),
         ).with_id(results.TEST_EVALUATOR_ID)
+        test_evaluator.executor_spec = EVALUATOR_EXECUTOR
         components[test_evaluator.id] = test_evaluator
     # The report classifies the test split itself (for its misclassified photos), so it needs
     # no TestEvaluator; without a test split it reports on the eval split and says so.

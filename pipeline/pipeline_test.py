@@ -29,7 +29,10 @@ def extra_component_factory(config, components):
 
 
 def test_pipeline_has_every_component_wired_in_order():
-    pipeline = create_pipeline(_config())
+    # The FineTuner is off by default (BENCHMARKS.md, "Recipes"): here it is on.
+    training = config_lib.TrainingConfig("/nonexistent/hub", class_names=("a", "b", "c"),
+                                         fine_tune_epochs=2)
+    pipeline = create_pipeline(_config(training=training))
     ids = [component.id for component in pipeline.components]
     assert set(ids) == {
         "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
@@ -57,7 +60,12 @@ def test_trainer_and_transform_get_their_settings():
     assert components["Trainer"].exec_properties["run_fn"] == config_lib.DEFAULT_RUN_FN
     transform = components["Transform"].exec_properties
     assert transform["preprocessing_fn"] == config_lib.DEFAULT_PREPROCESSING_FN
-    assert '"image_size": 224' in transform["custom_config"]
+    assert f'"image_size": {config_lib.DEFAULT_IMAGE_SIZE}' in transform["custom_config"]
+    assert '"resize": "short-side"' in transform["custom_config"]
+    # TFX's executors, extended to record the head's and the test accuracy's numbers.
+    for component_id in ("Trainer", "Evaluator", "TestEvaluator"):
+        executor = components[component_id].executor_spec.executor_class
+        assert executor.__module__ == "components.metrics_on_artifacts.executor"
 
 
 def test_the_fine_tuner_ignores_the_final_heads_settings_so_tuning_them_keeps_its_cache():
@@ -65,26 +73,23 @@ def test_the_fine_tuner_ignores_the_final_heads_settings_so_tuning_them_keeps_it
 
     def fine_tuner_config(**head):
         training = config_lib.TrainingConfig(
-            "/nonexistent/hub", class_names=("a", "b", "c"), **head)
+            "/nonexistent/hub", class_names=("a", "b", "c"), fine_tune_epochs=2, **head)
         components = create_components(_config(training=training))
         fine_tuner = components["FineTuner"].exec_properties
         assert fine_tuner["run_fn"] == config_lib.DEFAULT_FINE_TUNE_FN
         return fine_tuner["custom_config"], components["Trainer"].exec_properties["custom_config"]
 
     default_fine_tuner, default_trainer = fine_tuner_config()
-    tuned_fine_tuner, tuned_trainer = fine_tuner_config(learning_rate=0.003, epochs=5, dropout=0.5)
+    tuned_fine_tuner, tuned_trainer = fine_tuner_config(head_c=3.0, average_views=False)
     assert tuned_fine_tuner == default_fine_tuner
-    assert json.loads(tuned_trainer)["learning_rate"] == 0.003 != json.loads(default_trainer)[
-        "learning_rate"]
+    assert json.loads(tuned_trainer)["head_c"] == 3.0 != json.loads(default_trainer)["head_c"]
     # A fine-tuning setting does reach it.
     changed, _ = fine_tuner_config(fine_tune_learning_rate=3e-4)
     assert json.loads(changed)["fine_tune_learning_rate"] == 3e-4
 
 
 def test_without_fine_tuning_there_is_no_fine_tuner():
-    training = config_lib.TrainingConfig(
-        "/nonexistent/hub", class_names=("a", "b", "c"), fine_tune_epochs=0)
-    components = {c.id: c for c in create_pipeline(_config(training=training)).components}
+    components = {c.id: c for c in create_pipeline(_config()).components}
     assert "FineTuner" not in components
     assert {u.id for u in components["Trainer"].upstream_nodes} == {"Transform", "ImportSchemaGen"}
 

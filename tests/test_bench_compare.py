@@ -97,8 +97,8 @@ def test_default_section_has_rows_ratios_and_component_times():
     rerun = _measurement("rerun", 250, 4000, 450, 0.9,
                          [("ImageExampleGen", "CACHED", 0.2), ("Trainer", "COMPLETE", 300.0)])
     reference = _measurement("reference", 1000, 2500, None, 0.885, at="-")
-    section = compare.default_section(_context(), [cold], [rerun], [reference], 0.003,
-                                      ["--epochs", "5"])
+    section = compare.default_section(_context(), [cold], [rerun], [reference], 3.0,
+                                      ["--fine-tune-epochs", "5"])
     lines = section.splitlines()
     assert lines[0] == "### 2026-12-01 10:00 UTC, commit abc1234, 2 cores (nproc)"
     assert "`python bench/compare.py --data-dir D`" in section
@@ -109,7 +109,7 @@ def test_default_section_has_rows_ratios_and_component_times():
     assert "rerun / cold wall **0.50x**" in section
     assert "| ImageExampleGen | 16.4 | 0.2 | CACHED |" in lines
     assert "| Trainer | 326.0 | 300.0 | COMPLETE |" in lines
-    assert "`--learning-rate 0.003`" in section and "`--epochs 5`" in section
+    assert "`--head-c 3`" in section and "`--fine-tune-epochs 5`" in section
 
 
 def test_default_section_with_repeats_quotes_every_run_and_the_medians():
@@ -125,7 +125,7 @@ def test_default_section_with_repeats_quotes_every_run_and_the_medians():
     rounds = [round_(500, 90, 400, 0.91), round_(460, 100, 500, 0.92),
               round_(480, 95, 480, 0.93)]
     colds, reruns, references = (list(kind) for kind in zip(*rounds, strict=True))
-    section = compare.default_section(_context(), colds, reruns, references, 0.003, [])
+    section = compare.default_section(_context(), colds, reruns, references, 3.0, [])
     lines = section.splitlines()
     assert "3 rounds of cold, rerun, reference, interleaved" in section
     # Every run in run order, then the medians.
@@ -179,11 +179,11 @@ def test_parse_reference_row_and_summary_accuracy():
     assert compare.summary_test_accuracy("  test accuracy  n/a\n") is None
 
 
-def test_rerun_learning_rate_is_three_times_the_dataclass_default():
+def test_rerun_head_c_differs_from_the_cold_runs_cross_validated_choice():
     from pipeline.config import TrainingConfig
 
-    default = TrainingConfig(model_handle="m").learning_rate
-    assert compare.default_rerun_learning_rate() == pytest.approx(3 * default)
+    assert TrainingConfig(model_handle="m").head_c == 0  # the cold run chooses C itself
+    assert compare.RERUN_HEAD_C > 0
 
 
 def test_split_extra_flags_and_flag_value():
@@ -277,7 +277,7 @@ def test_main_writes_the_default_section(tmp_path, monkeypatch):
     assert code == 0
     assert [call[0] for call in calls] == ["cold", "rerun"]
     assert calls[0][1] == calls[1][1]  # the same pipeline root
-    assert calls[1][2] == ["--epochs", "1", "--learning-rate", "0.003"]
+    assert calls[1][2] == ["--epochs", "1", "--head-c", "10"]
     text = benchmarks.read_text()
     assert text.startswith("# Benchmarks\n\nkeep\n")
     assert "cold / reference wall **0.50x**, peak RSS **2.00x**" in text
