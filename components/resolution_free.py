@@ -189,7 +189,8 @@ def any_size_module(module_path: str, cache_dir: str) -> str:
     except tf.errors.OpError:  # another run made it first: theirs is the same
         tf.io.gfile.rmtree(temporary)
     logging.getLogger(__name__).info(
-        "Trainer: made an any-size copy of %s in %s (features equal to %.1g at its own size)",
+        "Trainer: made an any-size copy of %s in %s (its features within %.1g of the "
+        "module's at the module's size)",
         module_path, target, difference or 0.0,
     )
     return target

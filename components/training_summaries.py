@@ -50,6 +50,14 @@ def pick_samples_per_class(
     return samples
 
 
+def _same_shape(images: list[np.ndarray]) -> np.ndarray:
+    """Photos that kept their aspect ratio, letterboxed to the largest height and width, so
+    they stack into one summary."""
+    height = max(image.shape[0] for image in images)
+    width = max(image.shape[1] for image in images)
+    return np.stack([tf.image.resize_with_pad(image, height, width).numpy() for image in images])
+
+
 def log_sample_images(
     log_dir: str, dataset: tf.data.Dataset, class_names: Sequence[str],
     per_class: int = SAMPLES_PER_CLASS,
@@ -61,7 +69,7 @@ def log_sample_images(
     with writer.as_default():
         for label, images in samples.items():
             if images:
-                tf.summary.image(f"samples/{class_names[label]}", np.stack(images), step=0,
+                tf.summary.image(f"samples/{class_names[label]}", _same_shape(images), step=0,
                                  max_outputs=per_class,
                                  description=f"training images of class {class_names[label]}")
     writer.close()

@@ -104,3 +104,14 @@ def test_confusion_matrix_summary_at_the_end_predicts_once_with_the_final_weight
     assert [step for step, _ in steps] == [2]
     assert len(kernels_seen) == 1 and not kernels_seen[0].any()
     assert summary.epochs_logged == 1
+
+
+def test_log_sample_images_takes_photos_of_several_shapes(tmp_path):
+    """Photos that kept their aspect ratio come in several shapes; they are letterboxed."""
+    wide = tf.data.Dataset.from_tensors((tf.ones([1, 8, 12, 3]), tf.constant([0])))
+    tall = tf.data.Dataset.from_tensors((tf.ones([1, 12, 8, 3]), tf.constant([0])))
+    training_summaries.log_sample_images(str(tmp_path), wide.concatenate(tall), ["a"],
+                                         per_class=2)
+    assert tf.io.gfile.glob(str(tmp_path / "train" / "events.out.tfevents.*"))
+    stacked = training_summaries._same_shape([np.ones([8, 12, 3]), np.ones([12, 8, 3])])
+    assert stacked.shape == (2, 12, 12, 3)

@@ -40,7 +40,7 @@ def pipeline_flags(inputs, pipeline_root):
     photos, hub = inputs
     return [
         f"--data-dir={photos}", f"--model-handle={hub}", "--image-size=128",
-        "--epochs=10", "--learning-rate=0.01", "--fine-tune-epochs=0", "--train-batch-size=16",
+        "--fine-tune-epochs=0", "--train-batch-size=16",
         "--testing-percentage=20", "--validation-percentage=20", "--min-accuracy=0",
         f"--pipeline-root={pipeline_root}",
     ]

@@ -87,8 +87,8 @@ class Run:
 
 def _flags(photos, hub_module, pipeline_root):
     return [
-        f"--data-dir={photos}", f"--model-handle={hub_module}", "--epochs=3",
-        "--learning-rate=0.01", "--fine-tune-epochs=1", "--train-batch-size=16",
+        f"--data-dir={photos}", f"--model-handle={hub_module}",
+        "--fine-tune-epochs=1", "--train-batch-size=16",
         "--testing-percentage=20", "--validation-percentage=20", "--min-accuracy=0",
         f"--pipeline-root={pipeline_root}",
     ]

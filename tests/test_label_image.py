@@ -16,6 +16,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pipeline import label_image  # noqa: E402
+from pipeline.config import TrainingConfig  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLASS_NAMES = ["red", "green", "blue"]
@@ -261,11 +262,11 @@ def test_photos_reach_the_model_upright_and_rgb(tmp_path):
 TFLITE_SIZE = 32
 
 
-def mean_colour_keras_model():
+def mean_colour_keras_model(side=TFLITE_SIZE):
     """MeanColourModel's scores as a Keras model of pixels, for TFLite conversion."""
     import tf_keras
 
-    pixels = tf_keras.Input((TFLITE_SIZE, TFLITE_SIZE, 3))
+    pixels = tf_keras.Input((side, side, 3))
     means = tf_keras.layers.GlobalAveragePooling2D()(pixels)
     return tf_keras.Model(pixels, tf_keras.layers.Softmax()(tf_keras.layers.Rescaling(10.0)(means)))
 
@@ -281,10 +282,46 @@ def tflite_dir(tmp_path_factory):
     calibration = [rng.uniform(0, 1, (1, TFLITE_SIZE, TFLITE_SIZE, 3)).astype(np.float32)
                    for _ in range(30)]
     export_dir = tmp_path_factory.mktemp("serving_version")
+    settings = TrainingConfig("m", image_size=TFLITE_SIZE, resize="squash", views=("plain",),
+                              class_names=tuple(CLASS_NAMES))
     tflite_export.write_tflite_models(
-        mean_colour_keras_model(), TFLITE_SIZE, CLASS_NAMES, calibration, str(export_dir)
+        mean_colour_keras_model(), settings, calibration, str(export_dir)
     )
     return export_dir / tflite_export.TFLITE_DIR
+
+
+@pytest.fixture(scope="module")
+def any_shape_tflite_dir(tmp_path_factory):
+    """The same model for photos that keep their aspect ratio, with a mirror view."""
+    import numpy as np
+
+    from components import tflite_export
+
+    rng = np.random.default_rng(0)
+    calibration = [rng.uniform(0, 1, (1, TFLITE_SIZE, TFLITE_SIZE + 16 * (i % 2), 3))
+                   .astype(np.float32) for i in range(30)]
+    export_dir = tmp_path_factory.mktemp("any_shape_version")
+    settings = TrainingConfig("m", image_size=TFLITE_SIZE, resize="short-side",
+                              views=("plain", "mirror"), class_names=tuple(CLASS_NAMES))
+    tflite_export.write_tflite_models(
+        mean_colour_keras_model(side=None), settings, calibration, str(export_dir)
+    )
+    return export_dir / tflite_export.TFLITE_DIR
+
+
+@pytest.mark.parametrize("model_file", ["model_float.tflite", "model_int8.tflite"])
+def test_tflite_of_any_shape_classifies_photos_of_every_shape(model_file, any_shape_tflite_dir,
+                                                               tmp_path, capsys):
+    root = tmp_path / "shapes"
+    write_image(root / "red.png", "red", "PNG")  # 16x12
+    root.mkdir(exist_ok=True)
+    Image.new("RGB", (12, 40), COLOURS["green"]).save(root / "green.png")
+    Image.new("RGB", (50, 20), COLOURS["blue"]).save(root / "blue.jpg", format="JPEG")
+    argv = ["--json", "--model", str(any_shape_tflite_dir / model_file), str(root)]
+    assert label_image.main(argv) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(results) == 3
+    assert all(result["label"] == expected_label(result["path"]) for result in results)
 
 
 TFLITE_FILES = ["model_float.tflite", "model_int8.tflite"]
@@ -385,13 +422,16 @@ def test_tflite_pixels_are_the_training_pixels(photos):
         np.testing.assert_array_equal(image, expected.numpy())
 
 
-def test_tflite_scorer_resizes_for_batches(tflite_dir):
+def test_tflite_scorer_resizes_for_batches(tflite_dir, any_shape_tflite_dir):
     import numpy as np
 
     scorer = label_image.TfliteScorer(
         tf.lite.Interpreter(model_path=str(tflite_dir / "model_int8.tflite"))
     )
     assert (scorer.image_size, scorer.num_classes) == (TFLITE_SIZE, 3)
+    any_shape = label_image.TfliteScorer(
+        tf.lite.Interpreter(model_path=str(any_shape_tflite_dir / "model_float.tflite")))
+    assert any_shape.image_size == 0  # any height and width
     pixels = np.random.default_rng(0).uniform(0, 1, (5, TFLITE_SIZE, TFLITE_SIZE, 3))
     pixels = pixels.astype(np.float32)
     batch = scorer(pixels)

@@ -22,7 +22,7 @@ def test_compiles_every_component_in_order_with_its_parameters(tmp_path):
          "--pipeline-root", "gs://my-bucket/tfx-poets", "--architecture", "mobilenet_1.0_224",
          "--container-image", "gcr.io/my-project/tfx-poets:latest",
          "--beam-runner", "DataflowRunner", "--beam-arg=--project=my-project",
-         "--beam-arg=--region=europe-west1", "--learning-rate", "0.002",
+         "--beam-arg=--region=europe-west1", "--head-c", "3", "--fine-tune-epochs", "2",
          "--output-file", str(output)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
@@ -46,10 +46,10 @@ def test_compiles_every_component_in_order_with_its_parameters(tmp_path):
 
     assert _parameter(tasks["ImageExampleGen"], "input_base") == "gs://my-bucket/flower_photos"
     trainer_config = json.loads(_parameter(tasks["Trainer"], "custom_config"))
-    assert trainer_config["learning_rate"] == 0.002
+    assert trainer_config["head_c"] == 3
     # The FineTuner's warm-up head keeps the default head settings.
     fine_tuner_config = json.loads(_parameter(tasks["FineTuner"], "custom_config"))
-    assert fine_tuner_config["learning_rate"] == 0.001
+    assert fine_tuner_config["head_c"] == 0 and fine_tuner_config["fine_tune_epochs"] == 2
     assert trainer_config["class_names"] == FLOWERS.split(",")
     assert trainer_config["model_handle"].endswith("mobilenet_v1_100_224/feature_vector/5")
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
