@@ -71,7 +71,8 @@ def cross_validate(features_by_view: list[np.ndarray], labels: np.ndarray, num_c
     scored = features_by_view[:scored_views or len(features_by_view)]
     from sklearn.model_selection import StratifiedKFold
 
-    smallest = int(np.bincount(labels).min(initial=0)) if len(labels) else 0
+    counts = np.bincount(labels)
+    smallest = int(counts[counts > 0].min()) if len(labels) else 0
     folds = min(folds, max(2, smallest)) if smallest else folds
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     correct = {c: [] for c in c_grid}

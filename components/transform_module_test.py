@@ -7,6 +7,7 @@ import tempfile
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -61,3 +62,20 @@ def test_preprocessing_fn_with_tf_transform():
         tf.constant(transformed[0][config_lib.TRANSFORMED_IMAGE_KEY]), 48
     )
     assert first.numpy()[..., 0].mean() > 0.9
+
+
+@pytest.mark.parametrize("height,width,expected", [
+    (240, 320, (288, 384)), (333, 500, (288, 448)), (500, 333, (448, 288)),
+    (288, 288, (288, 288)),
+    (100, 1000, (288, 576)),  # a panorama: the long side at most twice the short one
+])
+def test_short_side_keeps_the_aspect_ratio_with_the_long_side_a_multiple_of_32(
+        height, width, expected):
+    photo = tf.io.encode_jpeg(tf.zeros([height, width, 3], tf.uint8))
+    resized = transform_module.decode_and_resize(photo, 288, transform_module.SHORT_SIDE)
+    assert tuple(resized.shape[:2]) == expected
+    squashed = transform_module.decode_and_resize(photo, 288, transform_module.SQUASH)
+    assert tuple(squashed.shape[:2]) == (288, 288)
+    jpeg = transform_module.resize_to_jpeg(tf.stack([photo]), 288, transform_module.SHORT_SIDE)
+    decoded = transform_module.decode_transformed_image(jpeg[0], 288, transform_module.SHORT_SIDE)
+    assert tuple(decoded.shape[:2]) == expected

@@ -1,0 +1,35 @@
+"""The numbers recorded on the Trainer's and Evaluators' artifacts."""
+
+import json
+
+import pytest
+from tfx.types import standard_artifacts
+
+from components.metrics_on_artifacts import executor
+from pipeline.config import HEAD_REPORT_FILE
+
+
+def test_the_heads_cross_validation_goes_on_the_model(tmp_path):
+    (tmp_path / HEAD_REPORT_FILE).write_text(json.dumps(
+        {"c": 10.0, "cv_accuracy": 0.923, "cv_standard_error": 0.006, "cv_folds": 5}))
+    model = standard_artifacts.Model()
+    executor.record_head(model, str(tmp_path))
+    assert model.get_float_custom_property("head_c") == 10.0
+    assert model.get_float_custom_property("head_cv_accuracy") == pytest.approx(0.923)
+    assert model.get_float_custom_property("head_cv_standard_error") == pytest.approx(0.006)
+    assert model.get_int_custom_property("head_cv_folds") == 5
+    other = standard_artifacts.Model()
+    executor.record_head(other, str(tmp_path / "elsewhere"))  # another run_fn wrote none
+    assert not other.has_custom_property("head_c")
+
+
+def test_the_accuracy_and_its_interval_go_on_the_evaluation(monkeypatch):
+    monkeypatch.setattr(executor, "overall_metrics", lambda uri: {
+        executor.ACCURACY_METRIC: 210 / 235, executor.EXAMPLE_COUNT_METRIC: 235.0})
+    evaluation = standard_artifacts.ModelEvaluation()
+    evaluation.uri = "/nowhere"
+    executor.record_accuracy(evaluation)
+    assert evaluation.get_int_custom_property("example_count") == 235
+    assert evaluation.get_float_custom_property("accuracy_low") == pytest.approx(0.8477, abs=1e-3)
+    assert evaluation.get_float_custom_property("accuracy_high") == pytest.approx(0.9273,
+                                                                                 abs=1e-3)
