@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from components import tflite_export  # noqa: E402
 from components.image_example_gen import images  # noqa: E402
 from pipeline import label_image  # noqa: E402
+from pipeline.config import TrainingConfig  # noqa: E402
 
 BATCH = 32
 
@@ -78,8 +79,10 @@ def convert_saved_model(model_dir, output_dir, class_names, calibration_paths):
         to_pixels(tf.constant([read_encoded(path)])).numpy() for path in calibration_paths
     ]
     started = time.time()
+    settings = TrainingConfig("m", image_size=image_size, resize="squash", views=("plain",),
+                              class_names=tuple(class_names))
     tflite_export.write_tflite_models(
-        keras_model, image_size, class_names, calibration, str(output_dir)
+        keras_model, settings, calibration, str(output_dir)
     )
     return time.time() - started
 

@@ -42,8 +42,11 @@ def convert_once(args) -> None:
     import tf_keras
 
     from components import tflite_export
+    from pipeline.config import TrainingConfig
 
     size = args.image_size
+    # Squashed photos and the plain view: the network as it is.
+    settings = TrainingConfig("m", image_size=size, resize="squash", views=("plain",))
     images = tf_keras.Input((size, size, 3))
     features = hub.KerasLayer(args.model_handle)(images)
     model = tf_keras.Model(images, tf_keras.layers.Dense(5, activation="softmax")(features))
@@ -61,9 +64,9 @@ def convert_once(args) -> None:
     tflite_export._converter = converter
     before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     started = time.time()
-    float_model = tflite_export.to_float_tflite(model, size)
+    float_model = tflite_export.to_float_tflite(model, settings)
     float_s = time.time() - started
-    int8_model = tflite_export.to_int8_tflite(model, size, calibration)
+    int8_model = tflite_export.to_int8_tflite(model, settings, calibration)
     total_s = time.time() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
