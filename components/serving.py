@@ -30,7 +30,11 @@ def score_pixels(model, pixels: tf.Tensor, view_names, pad_single: bool = False)
     """[B, h, w, 3] pixels of one shape -> [B, classes] scores, the mean over the views."""
     scores = views.per_view(lambda batch: model(batch, training=False), pixels, view_names,
                             pad_single)
-    return tf.add_n(scores) / len(scores)
+    # Pairwise adds and one multiply: TFLite has int8 kernels for these, not for AddN.
+    total = scores[0]
+    for more in scores[1:]:
+        total = total + more
+    return total if len(scores) == 1 else total * (1.0 / len(scores))
 
 
 def score_jpegs(model, jpegs: tf.Tensor, settings, pad_single: bool = False) -> tf.Tensor:

@@ -60,6 +60,7 @@ def per_view(function, images: tf.Tensor, view_names, pad_single: bool = False) 
     for view in view_names:
         batch = apply_view(images, view)
         if pad_single:
-            batch = pad_single_image(batch)
-        outputs.append(function(batch)[: tf.shape(images)[0]])
+            outputs.append(function(pad_single_image(batch))[: tf.shape(images)[0]])
+        else:  # no slice: TFLite has no int8 kernel for it
+            outputs.append(function(batch))
     return outputs
