@@ -130,17 +130,9 @@ def save_hub_module(feature_extractor: tf_keras.Model, export_dir: str,
     tf.saved_model.save(module, export_dir, signatures={"serving_default": serving_default})
 
 
-def make_resolution_free(module_path: str, export_dir: str) -> float | None:
-    """Writes an any-size copy of the module at `module_path` to `export_dir`.
-
-    Returns the measured feature difference at the module's own size, or None when the module
-    already takes any size (then nothing is written: use it as it is). Raises
-    NotConvertibleError for a fixed-size module that is not a MobileNet V1.
-    """
-    module = tf.saved_model.load(module_path)
-    size = fixed_input_size(module)
-    if size is None:
-        return None
+def _rebuild(module, size: tuple[int | None, int | None], export_dir: str) -> float:
+    """Saves an any-size MobileNet V1 with a loaded fixed-size module's weights; returns the
+    feature difference measured at the module's size."""
     variables = _loaded_variables(module)
     model = build_mobilenet_v1(mobilenet_v1_width(variables))
     copy_weights(variables, model)
@@ -152,6 +144,18 @@ def make_resolution_free(module_path: str, export_dir: str) -> float | None:
         )
     save_hub_module(model, export_dir)
     return difference
+
+
+def make_resolution_free(module_path: str, export_dir: str) -> float | None:
+    """Writes an any-size copy of the module at `module_path` to `export_dir`.
+
+    Returns the measured feature difference at the module's own size, or None when the module
+    already takes any size (then nothing is written: use it as it is). Raises
+    NotConvertibleError for a fixed-size module that is not a MobileNet V1.
+    """
+    module = tf.saved_model.load(module_path)
+    size = fixed_input_size(module)
+    return None if size is None else _rebuild(module, size, export_dir)
 
 
 def any_size_module(module_path: str, cache_dir: str) -> str:
@@ -174,15 +178,14 @@ def any_size_module(module_path: str, cache_dir: str) -> str:
     if tf.io.gfile.exists(os.path.join(target, "saved_model.pb")):
         return target
     module = tf.saved_model.load(module_path)
-    if fixed_input_size(module) is None:
+    size = fixed_input_size(module)
+    if size is None:
         return module_path
+    temporary = os.path.join(cache_dir, f".tmp-{uuid.uuid4().hex}")
     try:
-        width = mobilenet_v1_width(_loaded_variables(module))
+        difference = _rebuild(module, size, temporary)
     except NotConvertibleError:
         return module_path
-    del width
-    temporary = os.path.join(cache_dir, f".tmp-{uuid.uuid4().hex}")
-    difference = make_resolution_free(module_path, temporary)
     tf.io.gfile.makedirs(cache_dir)
     try:
         tf.io.gfile.rename(temporary, target)

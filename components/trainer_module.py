@@ -235,6 +235,7 @@ class HeadFit:
     fitted: object
     c: float
     cross_validation: list[linear_head.CrossValidation]
+    eval_scores: np.ndarray  # [eval photos, classes], scored as serving scores them
     eval_accuracy: float
     eval_count: int
 
@@ -278,7 +279,7 @@ def fit_head(settings: TrainingConfig, features: dict, weights) -> HeadFit:
         ", ".join(f"C={r.c:g}: {100 * r.accuracy:.1f} %" for r in results),
         100 * eval_accuracy, time.time() - started,
     )
-    return HeadFit(fitted, best.c, results, eval_accuracy, len(eval_labels))
+    return HeadFit(fitted, best.c, results, eval_scores, eval_accuracy, len(eval_labels))
 
 
 def fine_tune(transfer: TransferModel, settings: TrainingConfig, train_ds, eval_ds, log_dir,
@@ -377,12 +378,9 @@ class _Phases:
             })
         self.head = fit_head(settings, self.features, self.weights)
         self.transfer.load_head(self.head.fitted)
-        eval_by_view, eval_labels = self.features["eval"]
         training_summaries.log_head(
-            fn_args.model_run_dir, settings.class_names, self.head.report(), eval_labels,
-            linear_head.predict(self.head.fitted,
-                                eval_by_view[:len(serving.serving_views(settings))],
-                                len(settings.class_names)),
+            fn_args.model_run_dir, settings.class_names, self.head.report(),
+            self.features["eval"][1], self.head.eval_scores,
         )
 
     def dataset(self, files, shuffle, distort=None):

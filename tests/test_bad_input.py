@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from components.image_example_gen import images
-from tests.support.images import STOP_CASES, make_bad_input_corpus
+from tests.support.images import STOP_CASES, edit_in_place, make_bad_input_corpus
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # As in a user's shell: conftest's TF_CPP_MIN_LOG_LEVEL would let TensorFlow's C++ noise through.
@@ -41,15 +41,6 @@ def _run(flags):
         [sys.executable, "-m", "tests.support.example_gen_runner", *flags], cwd=REPO,
         env=_USER_ENV, capture_output=True, text=True, timeout=600,
     )
-
-
-def _edit_in_place(path):
-    """New bytes of the same length and a later mtime, as a photo editor's save."""
-    raw = bytearray(path.read_bytes())
-    raw[-3] ^= 0xFF
-    info = path.stat()
-    path.write_bytes(bytes(raw))
-    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))
 
 
 def _example_gen_runs(pipeline_root):
@@ -77,7 +68,7 @@ def corpus_runs(tmp_path_factory):
     photos = make_bad_input_corpus(root / "photos")
     flags = _flags(photos, root)
     first, unchanged = _run(flags), _run(flags)
-    _edit_in_place(photos / "ant" / "nested" / "deeper" / "inner.jpg")
+    edit_in_place(photos / "ant" / "nested" / "deeper" / "inner.jpg")
     edited = _run(flags)
     return photos, root / "out", (first, unchanged, edited)
 

@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 from components.image_example_gen import driver, images  # noqa: E402
 from components.image_example_gen.component import ImageExampleGen  # noqa: E402
 from tests.support import make_image_folder  # noqa: E402
-from tests.support.images import make_bad_input_corpus  # noqa: E402
+from tests.support.images import edit_in_place, make_bad_input_corpus  # noqa: E402
 
 
 def _fingerprint(photos, class_names=("ant", "bee")):
@@ -30,15 +30,6 @@ def photos(tmp_path):
     return root
 
 
-def _edit_in_place(path):
-    """New bytes of the same length and a later mtime, as a photo editor's save."""
-    raw = bytearray(path.read_bytes())
-    raw[-3] ^= 0xFF
-    info = path.stat()
-    path.write_bytes(bytes(raw))
-    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))
-
-
 def test_the_fingerprint_counts_the_photos_at_every_depth(photos):
     fingerprint = _fingerprint(photos)
     assert fingerprint.startswith("split:images,num_files:7,total_bytes:")
@@ -53,7 +44,7 @@ def test_the_fingerprint_changes_with_any_photo_it_converts(photos, change):
     before = _fingerprint(photos)
     deep = photos / "ant" / "a" / "b" / "deep.jpg"
     if change == "edit two levels down":
-        _edit_in_place(deep)
+        edit_in_place(deep)
     elif change == "rename":
         deep.rename(deep.with_name("renamed.jpg"))
     elif change == "add nested":

@@ -330,3 +330,12 @@ _STOPS = {
     "non_utf8_class": _non_utf8_class,
     "line_break_class": _line_break_class,
 }
+
+
+def edit_in_place(path: Path) -> None:
+    """New bytes of the same length and a later mtime, as a photo editor's save."""
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0xFF
+    info = path.stat()
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))
