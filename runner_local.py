@@ -10,6 +10,21 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow: hub and 
 # machines they halve a fine-tune step and cut a forward pass by 30 % (BENCHMARKS.md, issue 3).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+
+def cap_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each busy thread a heap arena of its own, and freed activations then sit in
+    a dozen arenas; two kept the Trainer 740 MB lower with the other issue-15 changes
+    (BENCHMARKS.md). Before TensorFlow starts its threads; a no-op off glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8: M_ARENA_MAX in malloc.h
+    except (OSError, AttributeError):
+        pass
+
+
+cap_malloc_arenas()
+
 from pipeline import cli  # noqa: E402
 
 

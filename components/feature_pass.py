@@ -1,8 +1,9 @@
 """Reading the Transform's resized photos, and one forward pass per view through the cache.
 
 Photos resized with their aspect ratio kept come in a few shapes (transform_module rounds the
-long side), and a batch needs one shape: `by_shape` groups them with tf.data's
-`group_by_window`, so each batch is full except the last of each shape.
+long side), and a batch needs one shape. The feature pass knows every photo up front, so
+`shape_batches` sorts them by shape; streamed datasets (fine-tuning) group them with tf.data's
+`group_by_window` in `by_shape`. Either way each batch is full except the last of each shape.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from components import bottleneck_cache, transform_module, views  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 
 logger = logging.getLogger(__name__)
-FEATURE_BATCH = 32
+# Half of 32: the Trainer's peak fell by 740 MB with this, malloc's arenas capped at two by
+# runner_local.py and the heap trimmed after the pass (BENCHMARKS.md, issue 15), no slower.
+FEATURE_BATCH = 16
 # Python ints, so tf.data sees one shape key per distinct (height, width).
 _SHAPE_KEY_BASE = 1 << 20
 
@@ -71,6 +74,51 @@ def read_split(file_patterns: list[str], tf_transform_output) -> tuple[list[byte
     return jpegs, np.asarray(labels, np.int64)
 
 
+def jpeg_shape(jpeg: bytes) -> tuple[int, int]:
+    """(height, width) from a JPEG's header, without decoding it."""
+    height, width, _ = tf.image.extract_jpeg_shape(jpeg).numpy()
+    return int(height), int(width)
+
+
+def shape_batches(shapes: list[tuple[int, int]], batch_size: int) -> list[np.ndarray]:
+    """Positions into `shapes`, in batches of at most `batch_size` of one shape each.
+
+    Sorted by shape first, so the pass decodes one batch at a time and holds no partial batch
+    of every shape at once (tf.data's group_by_window held 19 of them: the feature pass grew
+    by 1 GB on 600 photos).
+    """
+    order = sorted(range(len(shapes)), key=lambda position: (shapes[position], position))
+    batches, start = [], 0
+    while start < len(order):
+        end = start
+        while (end < len(order) and end - start < batch_size
+               and shapes[order[end]] == shapes[order[start]]):
+            end += 1
+        batches.append(np.asarray(order[start:end], np.int64))
+        start = end
+    return batches
+
+
+def _decoded_batches(jpegs: list[bytes], batches: list[np.ndarray], settings):
+    """(positions, images [B, h, w, 3] float32) for each of `batches`, decoded two ahead."""
+    flat = tf.constant(np.concatenate(batches))
+    starts = tf.constant(np.cumsum([0] + [len(batch) for batch in batches[:-1]]), tf.int64)
+    sizes = tf.constant([len(batch) for batch in batches], tf.int64)
+    encoded = tf.constant(jpegs)
+
+    def decode(batch_index):
+        positions = flat[starts[batch_index]:starts[batch_index] + sizes[batch_index]]
+        images = tf.map_fn(
+            lambda jpeg: transform_module.decode_transformed_image(
+                jpeg, settings.image_size, settings.resize),
+            tf.gather(encoded, positions),
+            fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32))
+        return positions, images
+
+    dataset = tf.data.Dataset.range(len(batches)).map(decode, num_parallel_calls=2)
+    return dataset.prefetch(1)
+
+
 def cached_features(extract, jpegs: list[bytes], settings, cache, view_names):
     """([features [N, D] per view], photos computed): the cache first, else one pass.
 
@@ -82,18 +130,13 @@ def cached_features(extract, jpegs: list[bytes], settings, cache, view_names):
     missing = [i for i, key in enumerate(keys)
                if any(bottleneck_cache.view_key(key, view) not in cache for view in view_names)]
     if missing:
-        decode = lambda index, jpeg: (  # noqa: E731
-            index, transform_module.decode_transformed_image(jpeg, settings.image_size,
-                                                             settings.resize))
-        dataset = tf.data.Dataset.from_tensor_slices(
-            (np.asarray(missing, np.int64), [jpegs[i] for i in missing])
-        ).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-        batches = by_shape(dataset, FEATURE_BATCH, lambda _, image: image)
-        for indices, images in batches.prefetch(1):
+        missing_jpegs = [jpegs[i] for i in missing]
+        batches = shape_batches([jpeg_shape(jpeg) for jpeg in missing_jpegs], FEATURE_BATCH)
+        for positions, images in _decoded_batches(missing_jpegs, batches, settings):
             outputs = views.per_view(extract, images, view_names, pad_single=True)
             for view, features in zip(view_names, outputs, strict=True):
-                for row, index in enumerate(indices.numpy()):
-                    cache.put(bottleneck_cache.view_key(keys[index], view),
+                for row, position in enumerate(positions.numpy()):
+                    cache.put(bottleneck_cache.view_key(keys[missing[position]], view),
                               features[row].numpy())
     by_view = [np.stack([cache.get(bottleneck_cache.view_key(key, view)) for key in keys])
                for view in view_names]

@@ -20,6 +20,8 @@ from pipeline import config as config_lib  # noqa: E402
 SERVING_IMAGES_SIGNATURE = "serving_default"
 SERVING_EXAMPLES_SIGNATURE = "serving_examples"
 LABELS_FILE = "labels.txt"
+# Packs (height, width) into one int32 key; the resized sides stay far below it.
+_SHAPE_KEY_BASE = 1 << 15
 
 
 def serving_views(settings) -> tuple[str, ...]:
@@ -38,27 +40,40 @@ def score_pixels(model, pixels: tf.Tensor, view_names, pad_single: bool = False)
 
 
 def score_jpegs(model, jpegs: tf.Tensor, settings, pad_single: bool = False) -> tf.Tensor:
-    """[B] resized JPEGs of the Transform -> [B, classes] scores.
+    """[B] resized JPEGs of the Transform -> [B, classes] scores, in the order given.
 
-    Squashed photos share one shape and run as one batch; photos with their aspect ratio kept
-    run one at a time (with their views), since a batch needs one shape.
+    Squashed photos share one shape and run as one batch. Photos with their aspect ratio kept
+    come in a few shapes (transform_module rounds the long side): each shape runs as one batch
+    (the JPEG headers give the shapes before any decoding), and the scores go back to the
+    photos' places.
     """
     view_names = serving_views(settings)
 
-    def decode(jpeg):
-        return transform_module.decode_transformed_image(jpeg, settings.image_size,
-                                                         settings.resize)
+    def decode_all(batch, shape):
+        return tf.map_fn(
+            lambda jpeg: transform_module.decode_transformed_image(
+                jpeg, settings.image_size, settings.resize),
+            batch, fn_output_signature=tf.TensorSpec(shape, tf.float32))
 
     if settings.resize == transform_module.SQUASH:
         size = settings.image_size
-        pixels = tf.map_fn(decode, jpegs,
-                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        pixels = decode_all(jpegs, [size, size, 3])
         return score_pixels(model, pixels, view_names, pad_single)
-    num_classes = len(settings.class_names)
-    return tf.map_fn(
-        lambda jpeg: score_pixels(model, decode(jpeg)[tf.newaxis], view_names, pad_single)[0],
-        jpegs, fn_output_signature=tf.TensorSpec([num_classes], tf.float32),
-    )
+    shapes = tf.map_fn(tf.image.extract_jpeg_shape, jpegs,
+                       fn_output_signature=tf.TensorSpec([3], tf.int32))
+    distinct, shape_of = tf.unique(shapes[:, 0] * _SHAPE_KEY_BASE + shapes[:, 1])
+    num_shapes = tf.size(distinct)
+    scores = tf.zeros([tf.shape(jpegs)[0], len(settings.class_names)], tf.float32)
+
+    def score_one_shape(index, scores):
+        members = tf.where(tf.equal(shape_of, index))
+        pixels = decode_all(tf.gather_nd(jpegs, members), [None, None, 3])
+        scored = score_pixels(model, pixels, view_names, pad_single)
+        return index + 1, tf.tensor_scatter_nd_update(scores, members, scored)
+
+    _, scores = tf.while_loop(lambda index, _: index < num_shapes, score_one_shape,
+                              [tf.constant(0), scores])
+    return scores
 
 
 def signatures(model, tf_transform_output, settings) -> dict:

@@ -165,6 +165,20 @@ def test_a_single_photo_gets_one_row_equal_to_its_row_in_a_batch(loaded):
     np.testing.assert_allclose(from_example["scores"].numpy()[0], batch[1], atol=1e-5)
 
 
+def test_a_batch_of_mixed_shapes_scores_each_photo_as_it_scores_alone(loaded):
+    # Landscape, portrait and square photos resize to three shapes: each shape runs as its
+    # own batch inside the graph, and every row must come back to its photo's place.
+    sizes = [(48, 40), (40, 48), (44, 44), (48, 40), (96, 40), (40, 48)]
+    photos = [_encode(_photo_pixels(index % 3, seed=400 + index).resize(size), "PNG")
+              for index, size in enumerate(sizes)]
+    batch = loaded.signatures["serving_default"](images=tf.constant(photos))["scores"].numpy()
+    assert batch.shape == (len(photos), 3)
+    for index, photo in enumerate(photos):
+        alone = loaded.signatures["serving_default"](images=tf.constant([photo]))["scores"]
+        np.testing.assert_allclose(alone.numpy()[0], batch[index], atol=1e-5)
+    assert batch.argmax(axis=1).tolist() == [index % 3 for index in range(len(photos))]
+
+
 def test_run_fn_writes_tflite_models_and_labels_beside_the_saved_model(serving_dir):
     folder = serving_dir / tflite_export.TFLITE_DIR
     assert sorted(path.name for path in folder.iterdir()) == [

@@ -349,6 +349,9 @@ def split_features(transfer: TransferModel, settings: TrainingConfig, fn_args, h
         features[split] = (by_view, labels)
         computed, total = computed + count, total + len(labels)
     cache.flush()
+    # The pass's activations are freed but sit in malloc's arenas; the head and the export
+    # that follow would stack their own peaks on top.
+    release_memory(clear_keras_session=False)
     logger.info(
         "Trainer: features of %d photos x %d views in %.0f s (%d photos computed, %d from the "
         "cache %s)", total, len(settings.views), time.time() - started, computed,
