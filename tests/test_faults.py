@@ -88,7 +88,9 @@ class Run:
 def _flags(photos, hub_module, pipeline_root):
     return [
         f"--data-dir={photos}", f"--model-handle={hub_module}",
-        "--fine-tune-epochs=1", "--train-batch-size=16",
+        # The default pipeline: the FineTuner (--fine-tune-epochs) is one more TFX Trainer,
+        # resumed by the same launcher, and would add a killed attempt of its own.
+        "--train-batch-size=16",
         "--testing-percentage=20", "--validation-percentage=20", "--min-accuracy=0",
         f"--pipeline-root={pipeline_root}",
     ]
