@@ -50,6 +50,12 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
     data.add_argument("--max-class-imbalance", type=float, default=3.0,
                       help="warn when the largest class has more than this many times the "
                       "photos of the smallest")
+    data.add_argument("--near-duplicate-distance", type=int,
+                      default=config_lib.DEFAULT_NEAR_DUPLICATE_DISTANCE,
+                      help="photos whose perceptual hashes differ by at most this many of 256 "
+                      "bits are copies of one photo (resized, recompressed, re-toned, slightly "
+                      "cropped): kept in one split, left out when in two classes; 0 groups "
+                      "byte-identical files only")
     data.add_argument("--class-names", default="",
                       help="comma-separated class folder names; empty lists --data-dir's "
                       "subfolders")
@@ -403,6 +409,7 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
             testing_percentage=args.testing_percentage,
             validation_percentage=args.validation_percentage,
             max_class_imbalance=args.max_class_imbalance,
+            near_duplicate_distance=args.near_duplicate_distance,
         ),
         training=config_lib.TrainingConfig(
             model_handle=model_path,

@@ -33,6 +33,13 @@ LABEL_NAME_KEY = "image/class/text"
 FILENAME_KEY = "image/filename"
 # The Trainer's report of its head's cross-validation, in its ModelRun folder.
 HEAD_REPORT_FILE = "head.json"
+# ImageExampleGen's near-duplicates: at most this many bits of the 256-bit perceptual hash
+# apart. Chosen on the shared photos and generated copies (BENCHMARKS.md, "Near-duplicates"):
+# resized, recompressed and re-toned copies are within 32 bits, 98 % of copies cropped by 3 %
+# a side within 64; other framings of one scene, and the nearest different photos of the
+# shared set, are 70 and more apart. Over half the bits, unrelated photos would match.
+DEFAULT_NEAR_DUPLICATE_DISTANCE = 64
+MAX_NEAR_DUPLICATE_DISTANCE = 128
 # Feature names after Transform.
 TRANSFORMED_IMAGE_KEY = "image_jpeg"
 TRANSFORMED_LABEL_KEY = "label"
@@ -101,8 +108,16 @@ class DataConfig:
     validation_percentage: int = 10
     # Largest / smallest class above which the run warns (and training weights the classes).
     max_class_imbalance: float = 3.0
+    # Photos whose perceptual hashes (256 bits) differ by at most this many bits are copies of
+    # one photo, kept in one split (BENCHMARKS.md, "Near-duplicates"); 0: byte-identical only.
+    near_duplicate_distance: int = DEFAULT_NEAR_DUPLICATE_DISTANCE
 
     def __post_init__(self):
+        if not 0 <= self.near_duplicate_distance <= MAX_NEAR_DUPLICATE_DISTANCE:
+            raise ConfigError(
+                f"--near-duplicate-distance must be in [0, {MAX_NEAR_DUPLICATE_DISTANCE}] bits "
+                f"(0: identical files only), got {self.near_duplicate_distance}"
+            )
         if self.max_class_imbalance < 1:
             raise ConfigError(
                 f"--max-class-imbalance must be at least 1, got {self.max_class_imbalance}"

@@ -58,6 +58,8 @@ def test_trainer_and_transform_get_their_settings():
     assert '"class_names": ["a", "b", "c"]' in trainer_config
     assert '"code_fingerprint": "abc"' in trainer_config
     assert components["Trainer"].exec_properties["run_fn"] == config_lib.DEFAULT_RUN_FN
+    assert components["ImageExampleGen"].exec_properties["near_duplicate_distance"] == (
+        config_lib.DEFAULT_NEAR_DUPLICATE_DISTANCE)
     transform = components["Transform"].exec_properties
     assert transform["preprocessing_fn"] == config_lib.DEFAULT_PREPROCESSING_FN
     assert f'"image_size": {config_lib.DEFAULT_IMAGE_SIZE}' in transform["custom_config"]
