@@ -95,6 +95,11 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                           "less regularised); 0 chooses it from "
                           f"{', '.join(f'{c:g}' for c in config_lib.HEAD_C_GRID)} by 5-fold "
                           "cross-validation over the train photos")
+    training.add_argument("--exclude-suspected-label-errors", action=argparse.BooleanOptionalAction,
+                          default=default["exclude_suspected_label_errors"],
+                          help="leave the train photos whose folder label the head's "
+                          "cross-validation doubts (listed in the run report) out of the final "
+                          "head's training")
     training.add_argument("--fine-tune-epochs", type=int, default=default["fine_tune_epochs"],
                           help="epochs fine-tuning MobileNet on distorted images from the "
                           "fitted head (the FineTuner); 0 skips it")
@@ -419,6 +424,7 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
             views=views,
             average_views=args.average_views,
             head_c=args.head_c,
+            exclude_suspected_label_errors=args.exclude_suspected_label_errors,
             fine_tune_epochs=args.fine_tune_epochs,
             fine_tune_learning_rate=args.fine_tune_learning_rate,
             fine_tune_from_block=args.fine_tune_from_block,

@@ -76,7 +76,8 @@ def test_invalid_data_settings(changes, message):
 
 
 def test_the_fine_tuner_ignores_the_final_heads_settings():
-    settings = config_lib.TrainingConfig("/m", head_c=3.0, average_views=False)
+    settings = config_lib.TrainingConfig("/m", head_c=3.0, average_views=False,
+                                         exclude_suspected_label_errors=True)
     assert settings.for_fine_tuning() == config_lib.TrainingConfig("/m")
 
 
