@@ -14,8 +14,10 @@
 
 The exported SavedModel scores photos as training saw them (components/serving.py); float and
 int8 TFLite copies go to `tflite/` beside it (components/tflite_export.py). The head's
-cross-validation goes to `head.json` in the ModelRun folder, from where the Trainer's executor
-(components/metrics_on_artifacts/) puts it on the Model artifact in ML Metadata.
+cross-validation goes to `head.json` in the ModelRun folder, and the photos whose class folder its
+out-of-fold probabilities doubt (components/label_issues.py) to `label_issues.json` beside the
+model, from where the Trainer's executor (components/metrics_on_artifacts/) puts their numbers
+on the Model artifact in ML Metadata.
 """
 
 from __future__ import annotations
