@@ -44,14 +44,16 @@ def ranked(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
 
 def report(suspects: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
            files: Sequence[str], splits: Sequence[str], class_names: Sequence[str]) -> dict:
-    """label_issues.json: what was checked, the counts, and the `ranked` suspects with the
-    label the head suggests for each."""
+    """label_issues.json: what was checked, the counts, and the `ranked` suspects, each with
+    the likeliest other label."""
     probabilities = _normalised(probabilities)
-    ranked = suspects
-    suspects = []
-    for index in ranked:
-        suggested = int(probabilities[index].argmax())
-        suspects.append({
+    listed = []
+    for index in suspects:
+        # The likeliest other class: cleanlab may doubt a label that is still the argmax.
+        others = probabilities[index].copy()
+        others[labels[index]] = -1.0
+        suggested = int(others.argmax())
+        listed.append({
             "file": files[index],
             "split": splits[index],
             "label": class_names[labels[index]],
@@ -63,9 +65,9 @@ def report(suspects: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
     return {
         "method": METHOD,
         "checked": {split: by_split[split] for split in sorted(by_split)},
-        "count": len(suspects),
-        "by_label": dict(sorted(collections.Counter(s["label"] for s in suspects).items())),
-        "suspects": suspects,
+        "count": len(listed),
+        "by_label": dict(sorted(collections.Counter(s["label"] for s in listed).items())),
+        "suspects": listed,
     }
 
 

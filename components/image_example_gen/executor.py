@@ -377,8 +377,8 @@ def copies_message(report: dict[str, Any]) -> str:
     return (
         f"{counts['num_near_duplicate_groups']} groups of near-duplicates "
         f"({counts['num_near_duplicate_photos']} photos) and {counts['num_duplicate_groups']} of "
-        f"identical files, each kept in one split; {counts['num_label_conflicts']} photos in two "
-        "classes (label conflicts) left out"
+        f"identical files, each kept in one split; {counts['num_label_conflicts']} label "
+        "conflicts (copies in two classes) left out"
     )
 
 
