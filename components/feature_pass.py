@@ -65,13 +65,23 @@ def by_shape(dataset: tf.data.Dataset, batch_size: int, image_of) -> tf.data.Dat
     )
 
 
-def read_split(file_patterns: list[str], tf_transform_output) -> tuple[list[bytes], np.ndarray]:
-    """(resized JPEGs, labels) of a split, in file order; small (tens of KB a photo)."""
-    jpegs, labels = [], []
-    for jpeg, label in records(file_patterns).map(parser(tf_transform_output)):
-        jpegs.append(jpeg.numpy())
-        labels.append(int(label.numpy()))
-    return jpegs, np.asarray(labels, np.int64)
+def read_split(file_patterns: list[str], tf_transform_output
+               ) -> tuple[list[bytes], np.ndarray, list[str]]:
+    """(resized JPEGs, labels, file names) of a split, in file order; small (tens of KB a
+    photo). A file name is "" when the Transform had none to pass on (other ExampleGens)."""
+    spec = tf_transform_output.transformed_feature_spec()
+    keys = [config_lib.TRANSFORMED_IMAGE_KEY, config_lib.TRANSFORMED_LABEL_KEY]
+    if config_lib.FILENAME_KEY in spec:
+        keys.append(config_lib.FILENAME_KEY)
+    wanted = {key: spec[key] for key in keys}
+    jpegs, labels, files = [], [], []
+    for features in records(file_patterns).map(
+            lambda record: tf.io.parse_single_example(record, wanted)):
+        jpegs.append(features[config_lib.TRANSFORMED_IMAGE_KEY].numpy())
+        labels.append(int(features[config_lib.TRANSFORMED_LABEL_KEY].numpy()))
+        name = features.get(config_lib.FILENAME_KEY)
+        files.append(name.numpy().decode("utf-8", "replace") if name is not None else "")
+    return jpegs, np.asarray(labels, np.int64), files
 
 
 def jpeg_shape(jpeg: bytes) -> tuple[int, int]:

@@ -27,12 +27,14 @@ def l2_normalise(features: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class CrossValidation:
-    """Out-of-fold accuracy of the head for one C: mean over folds and its standard error."""
+    """Out-of-fold accuracy of the head for one C: mean over folds and its standard error,
+    and each photo's out-of-fold probabilities [N, classes] (for components/label_issues.py)."""
 
     c: float
     accuracy: float
     standard_error: float
     folds: int
+    out_of_fold: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def _logistic_regression(c: float, class_weight):
@@ -76,15 +78,18 @@ def cross_validate(features_by_view: list[np.ndarray], labels: np.ndarray, num_c
     folds = min(folds, max(2, smallest)) if smallest else folds
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     correct = {c: [] for c in c_grid}
+    out_of_fold = {c: np.zeros((len(labels), num_classes)) for c in c_grid}
     for fit_rows, held_rows in splitter.split(labels, labels):
         for c in c_grid:
             head = _fit([f[fit_rows] for f in features_by_view], labels[fit_rows], c,
                         class_weight)
             scores = predict(head, [f[held_rows] for f in scored], num_classes)
+            out_of_fold[c][held_rows] = scores
             correct[c].append(float(np.mean(scores.argmax(1) == labels[held_rows])))
     return [
         CrossValidation(c, float(np.mean(accuracies)),
-                        float(np.std(accuracies, ddof=1) / math.sqrt(len(accuracies))), folds)
+                        float(np.std(accuracies, ddof=1) / math.sqrt(len(accuracies))), folds,
+                        out_of_fold[c])
         for c, accuracies in correct.items()
     ]
 

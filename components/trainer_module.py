@@ -14,8 +14,10 @@
 
 The exported SavedModel scores photos as training saw them (components/serving.py); float and
 int8 TFLite copies go to `tflite/` beside it (components/tflite_export.py). The head's
-cross-validation goes to `head.json` in the ModelRun folder, from where the Trainer's executor
-(components/metrics_on_artifacts/) puts it on the Model artifact in ML Metadata.
+cross-validation goes to `head.json` in the ModelRun folder, and the photos whose class folder its
+out-of-fold probabilities doubt (components/label_issues.py) to `label_issues.json` beside the
+model, from where the Trainer's executor (components/metrics_on_artifacts/) puts their numbers
+on the Model artifact in ML Metadata.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from components import (  # noqa: E402
     augmentation,
     bottleneck_cache,
     feature_pass,
+    label_issues,
     linear_head,
     resolution_free,
     serving,
@@ -53,6 +56,7 @@ from pipeline.config import TrainingConfig  # noqa: E402
 
 logger = logging.getLogger(__name__)
 HEAD_REPORT_FILE = config_lib.HEAD_REPORT_FILE
+LABEL_ISSUES_FILE = config_lib.LABEL_ISSUES_FILE
 
 
 def keep_autograph_out_of_tf_keras() -> None:
@@ -238,6 +242,10 @@ class HeadFit:
     eval_scores: np.ndarray  # [eval photos, classes], scored as serving scores them
     eval_accuracy: float
     eval_count: int
+    # components/label_issues.py's report over the train and eval photos, and how many train
+    # photos it named that the final head was not fitted on.
+    label_issues: dict = dataclasses.field(default_factory=dict)
+    excluded: int = 0
 
     @property
     def chosen(self) -> linear_head.CrossValidation:
@@ -253,11 +261,32 @@ class HeadFit:
             "cv_by_c": {f"{result.c:g}": result.accuracy for result in self.cross_validation},
             "eval_accuracy": self.eval_accuracy,
             "eval_count": self.eval_count,
+            "excluded_suspects": self.excluded,
         }
 
 
-def fit_head(settings: TrainingConfig, features: dict, weights) -> HeadFit:
-    """Cross-validates C over the train photos, then fits the head on all of them."""
+def _suspects(settings: TrainingConfig, files: dict | None, train_labels, eval_labels,
+              out_of_fold: np.ndarray, eval_scores: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(suspected train photos' rows, label_issues' report) from out-of-sample probabilities:
+    the train photos' out of fold, the eval photos' from the head fitted on the train photos."""
+    names = files or {}
+    labels = np.concatenate([train_labels, eval_labels])
+    probabilities = np.concatenate([out_of_fold, eval_scores])
+    suspects = label_issues.ranked(labels, probabilities)
+    issues = label_issues.report(
+        suspects, labels, probabilities,
+        list(names.get("train") or [""] * len(train_labels))
+        + list(names.get("eval") or [""] * len(eval_labels)),
+        ["train"] * len(train_labels) + ["eval"] * len(eval_labels), settings.class_names,
+    )
+    return suspects[suspects < len(train_labels)], issues
+
+
+def fit_head(settings: TrainingConfig, features: dict, weights, files: dict | None = None
+             ) -> HeadFit:
+    """Cross-validates C over the train photos, then fits the head on all of them, or with
+    `exclude_suspected_label_errors` on those whose label the cross-validation does not doubt.
+    `files`: {"train"|"eval": file names}, for the list of suspects."""
     train_by_view, train_labels = features["train"]
     eval_by_view, eval_labels = features["eval"]
     num_classes = len(settings.class_names)
@@ -271,6 +300,19 @@ def fit_head(settings: TrainingConfig, features: dict, weights) -> HeadFit:
     best = max(results, key=lambda result: result.accuracy)
     fitted = linear_head.fit(train_by_view, train_labels, best.c, weights)
     eval_scores = linear_head.predict(fitted, eval_by_view[:scored_views], num_classes)
+    checked = time.time()
+    train_suspects, issues = _suspects(settings, files, train_labels, eval_labels,
+                                       best.out_of_fold, eval_scores)
+    logger.info("Trainer: %s (in %.1f s)", label_issues.message(issues), time.time() - checked)
+    excluded = 0
+    if settings.exclude_suspected_label_errors and len(train_suspects):
+        keep = np.ones(len(train_labels), bool)
+        keep[train_suspects] = False
+        excluded = int(len(train_suspects))
+        logger.info("Trainer: the final head leaves out the %d suspected train photos", excluded)
+        fitted = linear_head.fit([f[keep] for f in train_by_view], train_labels[keep], best.c,
+                                 weights)
+        eval_scores = linear_head.predict(fitted, eval_by_view[:scored_views], num_classes)
     eval_accuracy = float(np.mean(eval_scores.argmax(1) == eval_labels))
     logger.info(
         "Trainer: head C=%g, cross-validated accuracy %.1f %% ± %.1f (%d folds over %d train "
@@ -279,7 +321,8 @@ def fit_head(settings: TrainingConfig, features: dict, weights) -> HeadFit:
         ", ".join(f"C={r.c:g}: {100 * r.accuracy:.1f} %" for r in results),
         100 * eval_accuracy, time.time() - started,
     )
-    return HeadFit(fitted, best.c, results, eval_scores, eval_accuracy, len(eval_labels))
+    return HeadFit(fitted, best.c, results, eval_scores, eval_accuracy, len(eval_labels),
+                   issues, excluded)
 
 
 def fine_tune(transfer: TransferModel, settings: TrainingConfig, train_ds, eval_ds, log_dir,
@@ -343,10 +386,11 @@ def split_features(transfer: TransferModel, settings: TrainingConfig, fn_args, h
                           reduce_retracing=True)
     started, features, computed, total = time.time(), {}, 0, 0
     for split, files in (("train", fn_args.train_files), ("eval", fn_args.eval_files)):
-        jpegs, labels = feature_pass.read_split(files, tf_transform_output)
+        jpegs, labels, names = feature_pass.read_split(files, tf_transform_output)
         by_view, count = feature_pass.cached_features(extract, jpegs, settings, cache,
                                                       settings.views)
         features[split] = (by_view, labels)
+        features.setdefault("files", {})[split] = names
         computed, total = computed + count, total + len(labels)
     cache.flush()
     # The pass's activations are freed but sit in malloc's arenas; the head and the export
@@ -379,7 +423,7 @@ class _Phases:
                 settings.class_names[label]: round(weight, 2)
                 for label, weight in self.weights.items()
             })
-        self.head = fit_head(settings, self.features, self.weights)
+        self.head = fit_head(settings, self.features, self.weights, self.features["files"])
         self.transfer.load_head(self.head.fitted)
         training_summaries.log_head(
             fn_args.model_run_dir, settings.class_names, self.head.report(),
@@ -425,10 +469,21 @@ def release_memory(clear_keras_session: bool = True) -> None:
         pass
 
 
+def model_artifact_dir(fn_args) -> str:
+    """The Model artifact's folder, which holds the SavedModel's (TFX's path_utils names it
+    Format-Serving): where files beside the model go, not pushed with it."""
+    return os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+
+
 def _write_head_report(fn_args, head: HeadFit) -> None:
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HEAD_REPORT_FILE), "w") as file:
         json.dump(head.report(), file, indent=1)
+    model_dir = model_artifact_dir(fn_args)
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(os.path.join(model_dir, LABEL_ISSUES_FILE), "w") as file:
+        json.dump({**head.label_issues, "excluded_from_training": head.excluded}, file,
+                  indent=1, ensure_ascii=False)
 
 
 def fine_tune_fn(fn_args) -> None:

@@ -41,6 +41,7 @@ def _photo(label: int, seed: int, size: tuple[int, int] = (40, 40)) -> bytes:
     return buffer.getvalue()
 
 
+PLANTED = 2
 # Two shapes, so photos with their aspect ratio kept do not all batch together.
 _SHAPES = ((40, 40), (30, 50))
 
@@ -49,7 +50,9 @@ _SHAPES = ((40, 40), (30, 50))
 def transformed(tmp_path_factory, request):
     """A real Transform graph and transformed train/eval files for 24 photos of 2 classes."""
     root = tmp_path_factory.mktemp("transform")
-    raw = [raw_row(_photo(i % 2, i, _SHAPES[(i // 2) % 2]), i % 2) for i in range(24)]
+    # Photo 2, a train photo in the blue folder, is red: a label error for the Trainer to find.
+    raw = [raw_row(_photo(1 if i == PLANTED else i % 2, i, _SHAPES[(i // 2) % 2]), i % 2,
+                   f"{CLASSES[i % 2]}/{i}.jpg") for i in range(24)]
     data = make_transformed_data(root, raw, IMAGE_SIZE, num_train=16, resize=request.param)
     return data, request.param
 
@@ -99,7 +102,7 @@ def test_cached_features_are_computed_once_per_photo_and_view(transformed, hub_m
     handle = _any_size(hub_module, tmp_path)
     extractor = trainer_module.TransferModel(settings, handle).feature_extractor
     output = tft.TFTransformOutput(str(data / "transform_graph"))
-    jpegs, labels = feature_pass.read_split([str(data / "train.gz")], output)
+    jpegs, labels, _ = feature_pass.read_split([str(data / "train.gz")], output)
     module = bottleneck_cache.module_key(handle)
 
     cache = bottleneck_cache.BottleneckCache(str(tmp_path), module)
@@ -248,6 +251,12 @@ def test_run_fn_fits_the_head_and_exports_both_signatures(transformed, hub_modul
                       .read_text())
     assert head["c"] in config_lib.HEAD_C_GRID and head["cv_folds"] >= 2
     assert head["cv_accuracy"] > 0.9 and head["eval_accuracy"] == 1.0  # easy colours
+    # Beside the model: the photos whose label the out-of-sample probabilities doubt.
+    issues = json.loads((tmp_path / "trainer" / trainer_module.LABEL_ISSUES_FILE).read_text())
+    assert issues["checked"] == {"eval": 8, "train": 16}
+    assert issues["suspects"][0]["file"] == f"blue/{PLANTED}.jpg"
+    assert issues["suspects"][0]["suggested"] == "red"
+    assert issues["excluded_from_training"] == head["excluded_suspects"] == 0
     assert tf.io.gfile.glob(str(tmp_path / "trainer" / "logs" / "validation" / "events.*"))
     labels = (tmp_path / "trainer" / "model" / "assets" / serving.LABELS_FILE).read_text()
     assert labels.split() == list(CLASSES)
@@ -271,13 +280,16 @@ def test_run_fn_fits_the_head_and_exports_both_signatures(transformed, hub_modul
     from_examples = serve_examples(examples=tf.constant([example.SerializeToString()]))
     assert from_examples["scores"].numpy().argmax() == 1
 
-    # Another head setting: every feature comes from the cache, no new shard.
-    rerun = dataclasses.replace(settings, head_c=0.5)
+    # Other head settings: every feature comes from the cache, no new shard.
+    rerun = dataclasses.replace(settings, head_c=0.5, exclude_suspected_label_errors=True)
     trainer_module.run_fn(_fn_args(data, tmp_path, "rerun", rerun))
     assert len(tf.io.gfile.glob(str(tmp_path / "bottlenecks" / "*" / "features-*.npz"))) == 1
     rerun_head = json.loads((tmp_path / "rerun" / "logs" / trainer_module.HEAD_REPORT_FILE)
                             .read_text())
     assert rerun_head["c"] == 0.5 and list(rerun_head["cv_by_c"]) == ["0.5"]
+    rerun_issues = json.loads((tmp_path / "rerun" / trainer_module.LABEL_ISSUES_FILE).read_text())
+    train_suspects = [s for s in rerun_issues["suspects"] if s["split"] == "train"]
+    assert rerun_head["excluded_suspects"] == len(train_suspects) >= 1
 
 
 def test_fine_tuner_hands_the_trainer_a_fine_tuned_module(transformed, hub_module, tmp_path):

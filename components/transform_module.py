@@ -106,4 +106,7 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
         )
     }
     outputs[config_lib.TRANSFORMED_LABEL_KEY] = _flatten(inputs[config_lib.LABEL_KEY])
+    if config_lib.FILENAME_KEY in inputs:
+        # Passed on, so that the Trainer can name the photos whose label it doubts.
+        outputs[config_lib.FILENAME_KEY] = _flatten(inputs[config_lib.FILENAME_KEY])
     return outputs

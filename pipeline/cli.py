@@ -50,6 +50,12 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
     data.add_argument("--max-class-imbalance", type=float, default=3.0,
                       help="warn when the largest class has more than this many times the "
                       "photos of the smallest")
+    data.add_argument("--near-duplicate-distance", type=int,
+                      default=config_lib.DEFAULT_NEAR_DUPLICATE_DISTANCE,
+                      help="photos whose perceptual hashes differ by at most this many of 256 "
+                      "bits are copies of one photo (resized, recompressed, re-toned, slightly "
+                      "cropped): kept in one split, left out when in two classes; 0 groups "
+                      "byte-identical files only")
     data.add_argument("--class-names", default="",
                       help="comma-separated class folder names; empty lists --data-dir's "
                       "subfolders")
@@ -89,6 +95,11 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                           "less regularised); 0 chooses it from "
                           f"{', '.join(f'{c:g}' for c in config_lib.HEAD_C_GRID)} by 5-fold "
                           "cross-validation over the train photos")
+    training.add_argument("--exclude-suspected-label-errors", action=argparse.BooleanOptionalAction,
+                          default=default["exclude_suspected_label_errors"],
+                          help="leave the train photos whose folder label the head's "
+                          "cross-validation doubts (listed in the run report) out of the final "
+                          "head's training")
     training.add_argument("--fine-tune-epochs", type=int, default=default["fine_tune_epochs"],
                           help="epochs fine-tuning MobileNet on distorted images from the "
                           "fitted head (the FineTuner); 0 skips it")
@@ -403,6 +414,7 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
             testing_percentage=args.testing_percentage,
             validation_percentage=args.validation_percentage,
             max_class_imbalance=args.max_class_imbalance,
+            near_duplicate_distance=args.near_duplicate_distance,
         ),
         training=config_lib.TrainingConfig(
             model_handle=model_path,
@@ -412,6 +424,7 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
             views=views,
             average_views=args.average_views,
             head_c=args.head_c,
+            exclude_suspected_label_errors=args.exclude_suspected_label_errors,
             fine_tune_epochs=args.fine_tune_epochs,
             fine_tune_learning_rate=args.fine_tune_learning_rate,
             fine_tune_from_block=args.fine_tune_from_block,

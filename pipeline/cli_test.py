@@ -45,12 +45,15 @@ def test_flags_become_the_typed_config(tmp_path, hub_dir):
          "--image-size=320", "--resize=squash", "--views=plain,mirror", "--no-average-views",
          "--no-flip-left-right", "--random-crop=5", "--random-scale=7", "--random-brightness=9",
          "--fine-tune-from-block=10", "--label-smoothing=0.05", "--class-weights=balanced",
-         "--lr-schedule=constant"],
+         "--lr-schedule=constant", "--near-duplicate-distance=12",
+         "--exclude-suspected-label-errors"],
         calls,
     )
     assert code == 0
     (config,) = calls
     assert config.data.class_names == ("a", "b")
+    assert config.data.near_duplicate_distance == 12
+    assert config.training.exclude_suspected_label_errors
     assert config.training.class_names == ("a", "b")
     # The size the network sees, not the architecture's 160.
     assert (config.training.image_size, config.training.resize) == (320, "squash")

@@ -33,6 +33,15 @@ LABEL_NAME_KEY = "image/class/text"
 FILENAME_KEY = "image/filename"
 # The Trainer's report of its head's cross-validation, in its ModelRun folder.
 HEAD_REPORT_FILE = "head.json"
+# The Trainer's suspected label errors, in the Model artifact's folder (beside Format-Serving).
+LABEL_ISSUES_FILE = "label_issues.json"
+# ImageExampleGen's near-duplicates: at most this many bits of the 256-bit perceptual hash
+# apart. Chosen on the shared photos and generated copies (BENCHMARKS.md, "Near-duplicates"):
+# resized, recompressed and re-toned copies are within 32 bits, 98 % of copies cropped by 3 %
+# a side within 64; other framings of one scene, and the nearest different photos of the
+# shared set, are 70 and more apart. Over half the bits, unrelated photos would match.
+DEFAULT_NEAR_DUPLICATE_DISTANCE = 64
+MAX_NEAR_DUPLICATE_DISTANCE = 128
 # Feature names after Transform.
 TRANSFORMED_IMAGE_KEY = "image_jpeg"
 TRANSFORMED_LABEL_KEY = "label"
@@ -50,7 +59,7 @@ SQUASH_VIEW_PATTERN = r"squash(\d+)"
 # The head's regularisation C tried by cross-validation when --head-c is 0 (BENCHMARKS.md).
 HEAD_C_GRID = (1.0, 3.0, 10.0, 30.0)
 # Settings of the final head alone: changing them reruns the Trainer, never the FineTuner.
-FINAL_HEAD_SETTINGS = ("head_c", "average_views")
+FINAL_HEAD_SETTINGS = ("head_c", "average_views", "exclude_suspected_label_errors")
 # MobileNet V1 has 13 depthwise-separable blocks after its first convolution.
 MOBILENET_BLOCKS = 13
 CLASS_WEIGHT_MODES = ("auto", "balanced", "none")
@@ -101,8 +110,16 @@ class DataConfig:
     validation_percentage: int = 10
     # Largest / smallest class above which the run warns (and training weights the classes).
     max_class_imbalance: float = 3.0
+    # Photos whose perceptual hashes (256 bits) differ by at most this many bits are copies of
+    # one photo, kept in one split (BENCHMARKS.md, "Near-duplicates"); 0: byte-identical only.
+    near_duplicate_distance: int = DEFAULT_NEAR_DUPLICATE_DISTANCE
 
     def __post_init__(self):
+        if not 0 <= self.near_duplicate_distance <= MAX_NEAR_DUPLICATE_DISTANCE:
+            raise ConfigError(
+                f"--near-duplicate-distance must be in [0, {MAX_NEAR_DUPLICATE_DISTANCE}] bits "
+                f"(0: identical files only), got {self.near_duplicate_distance}"
+            )
         if self.max_class_imbalance < 1:
             raise ConfigError(
                 f"--max-class-imbalance must be at least 1, got {self.max_class_imbalance}"
@@ -138,6 +155,10 @@ class TrainingConfig:
     # The head: logistic regression on L2-normalised features with this C (more is less
     # regularisation); 0 chooses it by cross-validation over the train photos.
     head_c: float = 0.0
+    # Leave the train photos whose folder label the cross-validation doubts (cleanlab's
+    # find_label_issues, components/label_issues.py) out of the final head's training. Off:
+    # it did not pay on the shared photos (BENCHMARKS.md, "Suspected label errors").
+    exclude_suspected_label_errors: bool = False
     # Optional: fine-tune MobileNet blocks >= fine_tune_from_block (1..13; 0: the whole
     # network) from that head, on distorted images, with a small learning rate.
     fine_tune_epochs: int = 0

@@ -65,6 +65,8 @@ def test_invalid_training_settings_name_the_flag(changes, flag):
         ({"testing_percentage": 100}, "--testing-percentage"),
         ({"testing_percentage": 60, "validation_percentage": 40}, "below 100"),
         ({"validation_percentage": 0}, "--validation-percentage"),
+        ({"near_duplicate_distance": -1}, "--near-duplicate-distance"),
+        ({"near_duplicate_distance": 129}, "--near-duplicate-distance"),
     ],
 )
 def test_invalid_data_settings(changes, message):
@@ -74,7 +76,8 @@ def test_invalid_data_settings(changes, message):
 
 
 def test_the_fine_tuner_ignores_the_final_heads_settings():
-    settings = config_lib.TrainingConfig("/m", head_c=3.0, average_views=False)
+    settings = config_lib.TrainingConfig("/m", head_c=3.0, average_views=False,
+                                         exclude_suspected_label_errors=True)
     assert settings.for_fine_tuning() == config_lib.TrainingConfig("/m")
 
 

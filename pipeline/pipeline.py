@@ -109,6 +109,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         testing_percentage=config.data.testing_percentage,
         validation_percentage=config.data.validation_percentage,
         max_class_imbalance=config.data.max_class_imbalance,
+        near_duplicate_distance=config.data.near_duplicate_distance,
         code_fingerprint=config.code_fingerprint,
     )
     schema_gen = ImportSchemaGen(schema_file=config.schema_path)

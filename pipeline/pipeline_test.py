@@ -58,6 +58,8 @@ def test_trainer_and_transform_get_their_settings():
     assert '"class_names": ["a", "b", "c"]' in trainer_config
     assert '"code_fingerprint": "abc"' in trainer_config
     assert components["Trainer"].exec_properties["run_fn"] == config_lib.DEFAULT_RUN_FN
+    assert components["ImageExampleGen"].exec_properties["near_duplicate_distance"] == (
+        config_lib.DEFAULT_NEAR_DUPLICATE_DISTANCE)
     transform = components["Transform"].exec_properties
     assert transform["preprocessing_fn"] == config_lib.DEFAULT_PREPROCESSING_FN
     assert f'"image_size": {config_lib.DEFAULT_IMAGE_SIZE}' in transform["custom_config"]
@@ -80,7 +82,8 @@ def test_the_fine_tuner_ignores_the_final_heads_settings_so_tuning_them_keeps_it
         return fine_tuner["custom_config"], components["Trainer"].exec_properties["custom_config"]
 
     default_fine_tuner, default_trainer = fine_tuner_config()
-    tuned_fine_tuner, tuned_trainer = fine_tuner_config(head_c=3.0, average_views=False)
+    tuned_fine_tuner, tuned_trainer = fine_tuner_config(
+        head_c=3.0, average_views=False, exclude_suspected_label_errors=True)
     assert tuned_fine_tuner == default_fine_tuner
     assert json.loads(tuned_trainer)["head_c"] == 3.0 != json.loads(default_trainer)["head_c"]
     # A fine-tuning setting does reach it.

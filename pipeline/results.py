@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.config import PipelineConfig
+from pipeline.config import LABEL_ISSUES_FILE, PipelineConfig
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 TEST_EVALUATOR_ID = "TestEvaluator"
@@ -30,6 +30,17 @@ class RunResults:
     eval_accuracy_per_class: dict[str, float] = dataclasses.field(default_factory=dict)
     tensorboard_dir: str = ""
     conversion_report: str = ""
+    # The copies ImageExampleGen found (its Examples artifact): groups of near-duplicates and
+    # their photos, kept in one split each, and label conflicts, left out.
+    near_duplicate_groups: int | None = None
+    near_duplicate_photos: int | None = None
+    label_conflicts: int | None = None
+    # The photos whose folder label the Trainer doubts (its Model), and those left out of its
+    # final head's training; listed in label_issues.
+    label_suspects: int | None = None
+    label_checked: int | None = None
+    label_suspects_excluded: int | None = None
+    label_issues: str = ""
     run_report: str = ""  # report.html of the RunReport component
     # (component id, state, seconds) in start order.
     component_times: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
@@ -117,10 +128,20 @@ def latest_run_results(config: PipelineConfig) -> RunResults:
             results.head_cv_accuracy = properties["head_cv_accuracy"].double_value
             results.head_cv_standard_error = properties["head_cv_standard_error"].double_value
             results.head_cv_folds = properties["head_cv_folds"].int_value
+            if "num_label_suspects" in properties:
+                results.label_suspects = properties["num_label_suspects"].int_value
+                results.label_checked = properties["num_label_checked"].int_value
+                results.label_suspects_excluded = (
+                    properties["num_label_suspects_excluded"].int_value)
+                results.label_issues = f"{artifact.uri}/{LABEL_ISSUES_FILE}"
         elif type_name == "ModelRun":
             results.tensorboard_dir = artifact.uri
         elif type_name == "Examples" and producers.get(artifact.id) == "ImageExampleGen":
             results.conversion_report = f"{artifact.uri}/conversion_report.json"
+            if "num_near_duplicate_groups" in properties:
+                results.near_duplicate_groups = properties["num_near_duplicate_groups"].int_value
+                results.near_duplicate_photos = properties["num_near_duplicate_photos"].int_value
+                results.label_conflicts = properties["num_label_conflicts"].int_value
     results.run_report = run_report_path(store, latest.id)
     return results
 
@@ -236,6 +257,19 @@ def summarize(config: PipelineConfig) -> str:
     if results.run_report:
         lines.append(f"  run report     {results.run_report}")
     lines.append(f"  skipped files  {results.conversion_report}")
+    if results.near_duplicate_groups is not None:
+        lines.append(
+            f"  near-copies    {results.near_duplicate_groups} groups of near-duplicates "
+            f"({results.near_duplicate_photos} photos), each kept in one split; "
+            f"{results.label_conflicts} label conflicts left out (conversion_report.json)"
+        )
+    if results.label_suspects is not None:
+        left_out = (f", {results.label_suspects_excluded} left out of training"
+                    if results.label_suspects_excluded else "")
+        lines.append(
+            f"  label suspects {results.label_suspects} of {results.label_checked} train and "
+            f"eval photos may be in the wrong class folder{left_out}: {results.label_issues}"
+        )
     balance = _class_balance(results.conversion_report)
     if balance:
         lines.append(

@@ -135,6 +135,16 @@ def test_run_report_is_written_and_the_summary_prints_its_path(first_run):
     assert f"run report     {report}" in completed.stdout
     page = report.read_text()
     assert "<h2>Results on the test split</h2>" in page and "circle_red" in page
+    assert "<h2>Your data</h2>" in page and "Suspected label errors: " in page
+    # One line each for the copies ImageExampleGen found and the Trainer's label suspects,
+    # whose list lies beside the model.
+    (suspects,) = [line for line in completed.stdout.splitlines() if "label suspects" in line]
+    issues_path = pathlib.Path(suspects.rsplit(": ", 1)[1])
+    assert issues_path.name == "label_issues.json" and issues_path.parent.parent.name == "model"
+    issues = json.loads(issues_path.read_text())
+    checked = sum(issues["checked"].values())
+    assert suspects.startswith(f"  label suspects {issues['count']} of {checked} train and eval")
+    assert re.search(r"near-copies +\d+ groups of near-duplicates", completed.stdout)
     sources = re.findall(r'<img src="data:image/png;base64,([^"]*)"', page)
     assert len(sources) == page.count("<img ") >= 5
     for source in sources:
@@ -227,6 +237,9 @@ def test_inspect_artifacts_shows_the_image_example_gen_examples(first_run, capsy
     ]
     table = _inspect(capsys, "artifacts", "--type", "Examples", "--pipeline-root", str(out))
     assert str(examples_dir) in table and "input_fingerprint" in table
+    assert "num_near_duplicate_groups" in table and "num_label_conflicts" in table
+    models = _inspect(capsys, "artifacts", "--type", "Model", "--pipeline-root", str(out))
+    assert "num_label_suspects" in models and "head_cv_accuracy" in models
     document = json.loads(
         _inspect(capsys, "artifacts", "--type", "Examples", "--json", "--pipeline-root", str(out))
     )

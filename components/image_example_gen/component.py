@@ -17,6 +17,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.image_example_gen import driver, executor, images
+from pipeline.config import DEFAULT_NEAR_DUPLICATE_DISTANCE
 
 # Our driver walks the class folders instead; Kubeflow V2, which runs TFX's own ExampleGen
 # driver in a container, still fingerprints what this matches.
@@ -34,6 +35,9 @@ class ImageExampleGenSpec(types.ComponentSpec):
         "validation_percentage": ExecutionParameter(type=int),
         # Largest / smallest class count above which the run warns of class imbalance.
         "max_class_imbalance": ExecutionParameter(type=float, optional=True),
+        # Photos whose perceptual hashes differ by at most this many bits (of 256) are copies,
+        # kept in one split; 0 groups byte-identical files only.
+        "near_duplicate_distance": ExecutionParameter(type=int, optional=True),
         # Changes with the converter's code, so that TFX's cache misses after an edit.
         "code_fingerprint": ExecutionParameter(type=str, optional=True),
     }
@@ -57,6 +61,7 @@ class ImageExampleGen(FileBasedExampleGen):
         testing_percentage: int = 10,
         validation_percentage: int = 10,
         max_class_imbalance: float = executor.DEFAULT_MAX_CLASS_IMBALANCE,
+        near_duplicate_distance: int = DEFAULT_NEAR_DUPLICATE_DISTANCE,
         code_fingerprint: str = "",
     ):
         input_config = example_gen_pb2.Input(
@@ -81,6 +86,7 @@ class ImageExampleGen(FileBasedExampleGen):
             testing_percentage=testing_percentage,
             validation_percentage=validation_percentage,
             max_class_imbalance=max_class_imbalance,
+            near_duplicate_distance=near_duplicate_distance,
             code_fingerprint=code_fingerprint,
             examples=types.Channel(type=standard_artifacts.Examples),
         )

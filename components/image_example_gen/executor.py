@@ -4,8 +4,10 @@ One tf.Example per image (encoded RGB JPEG, integer label, label name, file name
 train / eval / test splits chosen by retrain.py's stable hash of the file name. The files are
 those of images.list_photos, the listing the driver fingerprinted. Unreadable files are skipped
 and listed in `conversion_report.json` beside the splits, never fatal; so are the entries passed
-over (hidden, not an image), byte-identical duplicates (all copies go to the split of the first
-copy by path) and label conflicts (one photo in two classes: no copy is kept).
+over (hidden, not an image), copies of one photo, byte-identical or near (a perceptual hash
+within `near_duplicate_distance` bits: all copies go to the split of the oldest,
+near_duplicates.py) and label conflicts (copies in two classes: no copy is kept). Thumbnails of
+every grouped photo go to `grouped_photos.tfrecord.gz` beside it, for the run report.
 """
 
 from __future__ import annotations
@@ -26,16 +28,19 @@ from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
-from components.image_example_gen import images
+from components.image_example_gen import images, near_duplicates
 from pipeline import config as config_lib
 
 logger = logging.getLogger(__name__)
 REPORT_FILE = "conversion_report.json"
+# tf.Examples (image/filename, image/encoded: a small JPEG) of the photos of every group.
+GROUPED_PHOTOS_FILE = "grouped_photos.tfrecord.gz"
 _SKIPPED_PREFIX = "_skipped"
 _COUNTS_PREFIX = "_counts"
 _DUPLICATES_PREFIX = "_duplicates"
+_NEAR_DUPLICATES_PREFIX = "_near_duplicates"
 _CONFLICTS_PREFIX = "_conflicts"
-_DROP = ""  # the split override of a label conflict: the file is left out
+_DROP = near_duplicates.DROP
 _PROGRESS_EVERY = 250
 # Largest class / smallest class above which the run warns (the flowers are at 1.4x).
 DEFAULT_MAX_CLASS_IMBALANCE = 3.0
@@ -66,25 +71,60 @@ def make_example(
     )
 
 
-def _hash_content(photo: images.Photo, data_dir: str):
-    """(content hash, (path, class)) of one file; nothing for a file that cannot be read, which
-    the conversion reports."""
+def _fingerprint(photo: images.Photo, data_dir: str, max_distance: int):
+    """The Fingerprint of one file (its perceptual hash only when grouping is on); nothing for
+    a file that cannot be read, which the conversion reports."""
     try:
         raw = images.read_image_file(os.path.join(data_dir, photo.path), photo)
     except images.UnreadableImageError:
         return
-    yield images.content_hash(raw), (photo.path, images.class_of(photo.path))
+    phash = ""
+    if max_distance > 0:
+        try:
+            phash = images.perceptual_hash(raw)
+        except images.UnreadableImageError:
+            pass  # grouped by its bytes alone; the conversion says why it is skipped
+    yield near_duplicates.Fingerprint(photo.path, images.class_of(photo.path), photo.mtime_ns,
+                                      images.content_hash(raw), phash)
+
+
+class _GroupCopies(beam.PTransform):
+    """Photos -> ("override", (path, split)) and report records of their copies.
+
+    Only the fingerprints (hashes and a path, no pixels) are gathered in one place: linking
+    near copies compares every pair, which needs them all (2,436 photos: 0.5 s here).
+    """
+
+    def __init__(self, data_dir: str, settings: dict[str, Any]):
+        super().__init__()
+        self._data_dir, self._settings = data_dir, settings
+
+    def expand(self, photos):
+        settings = self._settings
+        return (
+            photos
+            | "Fingerprint"
+            >> beam.FlatMap(_fingerprint, self._data_dir, settings["near_duplicate_distance"])
+            | "AllFingerprints" >> beam.combiners.ToList()
+            | "Resolve"
+            >> beam.FlatMap(
+                near_duplicates.resolve, settings["near_duplicate_distance"],
+                settings["testing_percentage"], settings["validation_percentage"],
+            )
+        )
 
 
 class _ImageToExampleFn(beam.DoFn):
     """Reads one image file; emits (split, class, serialized tf.Example) or a 'skipped' record.
 
-    `overrides` (path -> split) keeps byte-identical copies in one split and drops label
-    conflicts. It is a side input computed before any photo is decoded, so the examples stream
-    to the writer instead of waiting, all in memory, for the duplicate check.
+    `overrides` (path -> split) keeps the copies of a photo in one split and drops label
+    conflicts. It is a side input computed before any photo is converted, so the examples stream
+    to the writer instead of waiting, all in memory, for the duplicate check. A photo in it
+    also gets a thumbnail (a serialized tf.Example) in the THUMBNAILS output.
     """
 
     SKIPPED = "skipped"
+    THUMBNAILS = "thumbnails"
 
     def __init__(self, data_dir, class_names, testing_percentage, validation_percentage, total):
         self._data_dir = data_dir
@@ -112,8 +152,6 @@ class _ImageToExampleFn(beam.DoFn):
                 self._seen, self._total, rate,
             )
         split = overrides.get(relative_path)
-        if split == _DROP:
-            return
         if split is None:
             split = images.which_split(
                 relative_path, self._testing_percentage, self._validation_percentage
@@ -127,33 +165,24 @@ class _ImageToExampleFn(beam.DoFn):
                 self.SKIPPED, json.dumps({"file": relative_path, "reason": str(error)})
             )
             return
+        if relative_path in overrides:
+            yield beam.pvalue.TaggedOutput(self.THUMBNAILS, thumbnail_example(image, relative_path))
+        if split == _DROP:
+            return
         self._converted.inc()
         example = make_example(image, self._labels[class_name], class_name, relative_path)
         yield split, class_name, example.SerializeToString()
 
 
-def _resolve_copies(item, testing_percentage: int, validation_percentage: int):
-    """For byte-identical files: ('override', (path, split)) records plus one report record.
-
-    Copies within one class all go to the split of the lexicographically first path, so one
-    photo never sits in both train and test. Copies in different classes are a label
-    conflict: every copy is dropped (the photo cannot have both labels).
-    """
-    _, copies = item
-    copies = sorted(copies)
-    if len(copies) < 2:
-        return
-    files = [path for path, _ in copies]
-    classes = sorted({class_name for _, class_name in copies})
-    if len(classes) > 1:
-        for path in files:
-            yield "override", (path, _DROP)
-        yield "conflict", {"files": files, "classes": classes}
-        return
-    split = images.which_split(files[0], testing_percentage, validation_percentage)
-    for path in files:
-        yield "override", (path, split)
-    yield "duplicate", {"files": files, "class": classes[0], "split": split}
+def thumbnail_example(image: images.NormalizedImage, relative_path: str) -> bytes:
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                config_lib.FILENAME_KEY: _bytes_feature(relative_path.encode("utf-8")),
+                config_lib.IMAGE_KEY: _bytes_feature(images.thumbnail_jpeg(image.encoded)),
+            }
+        )
+    ).SerializeToString()
 
 
 def mixed_order(photos: list[images.Photo]) -> list[images.Photo]:
@@ -215,19 +244,14 @@ class Executor(BaseExampleGenExecutor):
             # Spreads the file reads over the workers instead of one bundle.
             | "Reshuffle" >> beam.Reshuffle()
         )
-        copies = (
-            paths
-            | "HashContent" >> beam.FlatMap(_hash_content, data_dir)
-            | "GroupByContent" >> beam.GroupByKey()
-            | "ResolveCopies"
-            >> beam.FlatMap(
-                _resolve_copies, settings["testing_percentage"], settings["validation_percentage"]
-            )
-        )
+        copies = paths | "GroupCopies" >> _GroupCopies(data_dir, settings)
         overrides = copies | "Overrides" >> beam.FlatMap(
             lambda record: [record[1]] if record[0] == "override" else []
         )
-        for kind, prefix in (("duplicate", _DUPLICATES_PREFIX), ("conflict", _CONFLICTS_PREFIX)):
+        for kind, prefix in (
+            ("duplicate", _DUPLICATES_PREFIX), ("near_duplicate", _NEAR_DUPLICATES_PREFIX),
+            ("conflict", _CONFLICTS_PREFIX),
+        ):
             (
                 copies
                 | f"Select[{kind}]"
@@ -245,8 +269,15 @@ class Executor(BaseExampleGenExecutor):
                 len(photos),
             ),
             overrides=beam.pvalue.AsDict(overrides),
-        ).with_outputs(_ImageToExampleFn.SKIPPED, main="examples")
+        ).with_outputs(_ImageToExampleFn.SKIPPED, _ImageToExampleFn.THUMBNAILS, main="examples")
         examples = results.examples
+        (
+            results[_ImageToExampleFn.THUMBNAILS]
+            | "WriteThumbnails"
+            >> beam.io.WriteToTFRecord(
+                os.path.join(report_dir, GROUPED_PHOTOS_FILE), shard_name_template=""
+            )
+        )
         (
             results[_ImageToExampleFn.SKIPPED]
             | "WriteSkipped"
@@ -308,6 +339,8 @@ class Executor(BaseExampleGenExecutor):
             "class_imbalance_ratio", f"{report['class_balance']['ratio']:.2f}"
         )
         examples.set_int_custom_property("num_skipped", len(report["skipped"]))
+        for name, value in copy_counts(report).items():
+            examples.set_int_custom_property(name, value)
         examples.set_string_custom_property("class_names", json.dumps(report["class_names"]))
 
 
@@ -319,7 +352,34 @@ def _conversion_settings(exec_properties: dict[str, Any]) -> dict[str, Any]:
         "max_class_imbalance": float(
             exec_properties.get("max_class_imbalance") or DEFAULT_MAX_CLASS_IMBALANCE
         ),
+        # Absent (an older component spec): the default; 0 groups byte-identical files only.
+        "near_duplicate_distance": int(
+            config_lib.DEFAULT_NEAR_DUPLICATE_DISTANCE
+            if exec_properties.get("near_duplicate_distance") is None
+            else exec_properties["near_duplicate_distance"]
+        ),
     }
+
+
+def copy_counts(report: dict[str, Any]) -> dict[str, int]:
+    """The Examples artifact's counts of copies (custom properties in ML Metadata)."""
+    return {
+        "num_duplicate_groups": len(report["duplicates"]),
+        "num_near_duplicate_groups": len(report["near_duplicates"]),
+        "num_near_duplicate_photos": sum(len(item["files"]) for item in report["near_duplicates"]),
+        "num_label_conflicts": len(report["label_conflicts"]),
+    }
+
+
+def copies_message(report: dict[str, Any]) -> str:
+    """One line for the log and the run summary: the copies found and what became of them."""
+    counts = copy_counts(report)
+    return (
+        f"{counts['num_near_duplicate_groups']} groups of near-duplicates "
+        f"({counts['num_near_duplicate_photos']} photos) and {counts['num_duplicate_groups']} of "
+        f"identical files, each kept in one split; {counts['num_label_conflicts']} label "
+        "conflicts (copies in two classes) left out"
+    )
 
 
 def class_balance(
@@ -406,8 +466,10 @@ def _write_report(
     )
     ignored = listing.ignored
     duplicates_path = os.path.join(uri, _DUPLICATES_PREFIX)
+    near_duplicates_path = os.path.join(uri, _NEAR_DUPLICATES_PREFIX)
     conflicts_path = os.path.join(uri, _CONFLICTS_PREFIX)
     duplicates = sorted(_read_json_lines(duplicates_path), key=lambda item: item["files"])
+    near = sorted(_read_json_lines(near_duplicates_path), key=lambda item: item["files"])
     conflicts = sorted(_read_json_lines(conflicts_path), key=lambda item: item["files"])
     counts: dict[str, dict[str, int]] = {name: {} for name in class_names}
     for split, class_name, count in _read_json_lines(counts_path):
@@ -418,7 +480,9 @@ def _write_report(
         "counts": counts,
         "skipped": skipped,
         "ignored": ignored,
+        "near_duplicate_distance": settings["near_duplicate_distance"],
         "duplicates": duplicates,
+        "near_duplicates": near,
         "label_conflicts": conflicts,
     }
     if all(counts.values()):
@@ -427,7 +491,8 @@ def _write_report(
         )
     with tf.io.gfile.GFile(os.path.join(uri, REPORT_FILE), "w") as report_file:
         json.dump(report, report_file, indent=2)
-    for path in (skipped_path, counts_path, duplicates_path, conflicts_path):
+    for path in (skipped_path, counts_path, duplicates_path, near_duplicates_path,
+                 conflicts_path):
         if tf.io.gfile.exists(path):
             tf.io.gfile.remove(path)
     logger.info(
@@ -444,17 +509,21 @@ def _write_report(
             "ImageExampleGen: ignored %d files that are hidden or not images (listed in %s)",
             len(ignored), REPORT_FILE,
         )
-    for item in duplicates:
-        logger.info(
-            "ImageExampleGen: identical files kept together in %s: %s",
-            item["split"], ", ".join(map(images.one_line, item["files"])),
-        )
+    for kind, items in (("identical files", duplicates), ("near-duplicates", near)):
+        for item in items:
+            logger.info(
+                "ImageExampleGen: %s kept together in %s (the split of the oldest, %s): %s",
+                kind, item["split"], images.one_line(item["oldest"]),
+                ", ".join(map(images.one_line, item["files"])),
+            )
     for item in conflicts:
         logger.warning(
-            "ImageExampleGen: the same photo is in classes %s (%s); left out of every split: "
+            "ImageExampleGen: the same photo%s is in classes %s (%s); left out of every split: "
             "keep it in one class folder only",
-            " and ".join(item["classes"]), ", ".join(map(images.one_line, item["files"])),
+            "" if item["identical"] else " (near-duplicates)", " and ".join(item["classes"]),
+            ", ".join(map(images.one_line, item["files"])),
         )
+    logger.info("ImageExampleGen: %s (%s)", copies_message(report), REPORT_FILE)
     no_photos = [name for name in class_names if not counts[name]]
     if no_photos:
         raise images.DataDirError(

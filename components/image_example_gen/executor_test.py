@@ -1,6 +1,7 @@
 """Tests of ImageExampleGen's executor: the Beam conversion, split, report and bad files."""
 
 import json
+import logging
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -19,8 +20,11 @@ from tests.support import make_corrupt_file, make_image_folder  # noqa: E402
 from tests.support.images import (  # noqa: E402
     CHANGING,
     VANISHING,
+    encode_image,
     make_bad_input_corpus,
     names_in_different_splits,
+    near_copies,
+    scene_photo,
 )
 
 
@@ -107,8 +111,8 @@ def test_serialized_photos_are_never_grouped_before_they_are_written(tmp_path, m
     monkeypatch.setattr(beam.Pipeline, "run", visit_then_run)
     photos = make_image_folder(tmp_path / "photos", {"ant": 3, "bee": 3})
     convert(photos, ["ant", "bee"], tmp_path / "out", testing=0, validation=50)
-    # Paths, content hashes, per-class counts and the written files' names only.
-    allowed = ("ListImages/", "Reshuffle/", "GroupByContent", "Count/", "Write")
+    # Paths, fingerprints (hashes, no pixels), per-class counts and the written files' names.
+    allowed = ("ListImages/", "Reshuffle/", "GroupCopies/AllFingerprints/", "Count/", "Write")
     assert grouped and all(label.startswith(allowed) for label in grouped), grouped
     assert not [label for label in grouped if "Shuffle" in label.split("/", 1)[-1]], grouped
 
@@ -142,15 +146,81 @@ def test_shared_flower_photos_convert_with_the_expected_class_counts(tmp_path, f
     assert report["skipped"] == []
     assert report["label_conflicts"] == [{
         "files": ["roses/15922772266_1167a06620.jpg", "tulips/15922772266_1167a06620.jpg"],
-        "classes": ["roses", "tulips"],
+        "classes": ["roses", "tulips"], "identical": True,
     }]
     assert [item["files"] for item in report["duplicates"]] == [[
         "sunflowers/15069459615_7e0fd61914_n.jpg", "sunflowers/15072973261_73e2912ef2_n.jpg"
     ]]
+    # Re-toned, cropped and resized copies (BENCHMARKS.md, "Near-duplicates"), e.g. one
+    # sunflower three times; none across classes.
+    near = report["near_duplicates"]
+    assert len(near) == 11 and sum(len(item["files"]) for item in near) == 23
+    assert ["sunflowers/14741866338_bdc8bfc8d5_n.jpg", "sunflowers/14925398301_55a180f919_n.jpg",
+            "sunflowers/14925398441_107f3e0304_n.jpg"] in [item["files"] for item in near]
     assert report["ignored"] == []
     # retrain.py's 10/10 split, within sampling noise.
     assert 0.07 < len(by_split[images.TEST]) / 2434 < 0.13
     assert 0.07 < len(by_split[images.EVAL]) / 2434 < 0.13
+
+
+def _planted_copies(photos):
+    """Copies of two scene photos planted among generated ones, each newer than its original:
+    a resized, a cropped and a re-toned copy of `ant/<original>`, another photo of the same
+    scene, and a copy of `bee/flower.jpg` in ant (a label conflict). Returns the names."""
+    original, resized = names_in_different_splits(20, 20)
+    photo = scene_photo(1)
+    files = {
+        f"ant/{original}": encode_image(photo, "JPEG", quality=95),
+        f"ant/{resized}": near_copies(photo)["resized"],
+        "ant/cropped.jpg": near_copies(photo)["cropped"],
+        "ant/retoned.jpg": near_copies(photo)["retoned"],
+        "ant/reframed.jpg": encode_image(scene_photo(1, offset=(0.15, 0.1)), "JPEG"),
+        "bee/flower.jpg": encode_image(scene_photo(2), "JPEG", quality=95),
+        "ant/flower_copy.jpg": near_copies(scene_photo(2))["resized"],
+    }
+    for age, (name, raw) in enumerate(files.items()):
+        (photos / name).write_bytes(raw)
+        os.utime(photos / name, (1_700_000_000 + age, 1_700_000_000 + age))
+    return original, resized
+
+
+def test_near_copies_share_the_split_of_the_oldest_and_a_copy_in_another_class_conflicts(
+    tmp_path, caplog
+):
+    caplog.set_level(logging.INFO)
+    photos = make_image_folder(tmp_path / "photos", {"ant": 10, "bee": 10})
+    original, resized = _planted_copies(photos)
+    report, by_split, artifact = convert(photos, ["ant", "bee"], tmp_path / "out", 20, 20)
+    split = images.which_split(original, 20, 20)
+    assert images.which_split(resized, 20, 20) != split  # so the grouping has to move it
+    (group,) = report["near_duplicates"]
+    assert group["files"] == sorted(
+        [f"ant/{original}", f"ant/{resized}", "ant/cropped.jpg", "ant/retoned.jpg"])
+    assert group["oldest"] == f"ant/{original}" and group["split"] == split
+    assert 0 < group["distance"] <= report["near_duplicate_distance"] == 64
+    where = {_feature(example, config_lib.FILENAME_KEY).decode(): name
+             for name, examples in by_split.items() for example in examples}
+    assert {where[name] for name in group["files"]} == {split}
+    # Another photo of the same scene is no copy; a copy in another class is a conflict.
+    assert "ant/reframed.jpg" in where
+    assert report["label_conflicts"] == [{"files": ["ant/flower_copy.jpg", "bee/flower.jpg"],
+                                          "classes": ["ant", "bee"], "identical": False}]
+    assert "ant/flower_copy.jpg" not in where and "bee/flower.jpg" not in where
+    assert artifact.get_int_custom_property("num_near_duplicate_groups") == 1
+    assert artifact.get_int_custom_property("num_near_duplicate_photos") == 4
+    assert artifact.get_int_custom_property("num_label_conflicts") == 1
+    assert any("1 groups of near-duplicates (4 photos)" in record.getMessage()
+               for record in caplog.records)
+    # A thumbnail of every grouped photo, conflicts too, for the run report.
+    thumbnails = {
+        _feature(example, config_lib.FILENAME_KEY).decode():
+            _feature(example, config_lib.IMAGE_KEY)
+        for example in map(tf.train.Example.FromString, (
+            record.numpy() for record in tf.data.TFRecordDataset(
+                str(tmp_path / "out" / executor.GROUPED_PHOTOS_FILE), compression_type="GZIP")))
+    }
+    assert set(thumbnails) == {*group["files"], "ant/flower_copy.jpg", "bee/flower.jpg"}
+    assert all(raw[:2] == b"\xff\xd8" for raw in thumbnails.values())
 
 
 # --- bad input: one conversion over a corpus of every case (docs/bad_input.md) ---------------
@@ -239,8 +309,13 @@ def test_bad_input_ignored_files_are_listed(bad_input):
     assert not [name for name in examples if name.startswith("ant/bee_link/")]
 
 
+# One noise photo saved as PNG (named .jpg), BMP, WebP, TIFF and JPEG: near-duplicates.
+SAME_PHOTO = ("UPPER.JPG", "bitmap.bmp", "photo.tif", "photo.webp", "png_named.jpg")
+
+
 def test_bad_input_odd_but_valid_files_convert(bad_input):
     report, examples = bad_input
+    (same_photo,) = report["near_duplicates"]
     for name in (
         "png_named.jpg", "animated.gif", "bitmap.bmp", "photo.webp", "photo.tif", "scan.TIFF",
         "cmyk.jpg", "gray.jpg", "deep16.png", "rgba.png", "rotated.jpg", "UPPER.JPG",
@@ -250,7 +325,10 @@ def test_bad_input_odd_but_valid_files_convert(bad_input):
         split, example = examples[f"ant/{name}"]
         assert _feature(example, config_lib.LABEL_NAME_KEY) == b"ant", name
         assert _feature(example, config_lib.IMAGE_KEY)[:2] == b"\xff\xd8", name
-        assert images.which_split(name, 10, 10) == split, name  # the base name decides
+        if name in SAME_PHOTO:  # the split of its oldest copy
+            assert split == same_photo["split"], name
+        else:
+            assert images.which_split(name, 10, 10) == split, name  # the base name decides
     assert abs(_pixels(examples["ant/deep16.png"][1]) - 100).max() <= 2  # not white or black
     assert abs(_pixels(examples["ant/animated.gif"][1]) - [255, 0, 0]).max() <= 8  # frame 1
     rotated = examples["ant/rotated.jpg"][1]
@@ -263,12 +341,19 @@ def test_bad_input_duplicates_share_one_split_and_conflicts_are_left_out(bad_inp
     first, second = names_in_different_splits()
     assert images.which_split(first, 10, 10) != images.which_split(second, 10, 10)
     expected_split = images.which_split(first, 10, 10)
-    assert report["duplicates"] == [
-        {"files": [f"ant/{first}", f"ant/{second}"], "class": "ant", "split": expected_split}
-    ]
+    assert report["duplicates"] == [{
+        "files": [f"ant/{first}", f"ant/{second}"], "class": "ant", "split": expected_split,
+        "oldest": f"ant/{first}",
+    }]
+    # Flat single-colour photos (gray.jpg, rgba.png, ...) share a pHash but are no copies.
+    (same_photo,) = report["near_duplicates"]
+    assert same_photo["files"] == [f"ant/{name}" for name in SAME_PHOTO]
+    assert same_photo["oldest"] == "ant/png_named.jpg" and 0 < same_photo["distance"] <= 64
+    assert same_photo["split"] == images.which_split("png_named.jpg", 10, 10)
     assert examples[f"ant/{first}"][0] == examples[f"ant/{second}"][0] == expected_split
     assert report["label_conflicts"] == [
-        {"files": ["ant/conflict.jpg", "bee/conflict_copy.jpg"], "classes": ["ant", "bee"]}
+        {"files": ["ant/conflict.jpg", "bee/conflict_copy.jpg"], "classes": ["ant", "bee"],
+         "identical": True}
     ]
     assert "ant/conflict.jpg" not in examples and "bee/conflict_copy.jpg" not in examples
     # 4 good ant photos + 15 odd-but-valid + 4 odd names and links + 2 duplicates; 4 bee

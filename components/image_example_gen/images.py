@@ -434,14 +434,9 @@ def _to_8_bit(image):
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L")
 
 
-def normalize_image(raw: bytes) -> NormalizedImage:
-    """Decodes any JPEG/PNG/GIF/BMP/WebP/TIFF and returns an upright RGB JPEG.
-
-    The content decides the format, not the file name. An upright RGB JPEG is kept byte for
-    byte; anything else (grayscale, 16-bit, CMYK, alpha, palette, EXIF rotation, other
-    formats; the first frame of an animation) is converted once here so later steps see one
-    format. Raises UnreadableImageError with the reason.
-    """
+def _decode(raw: bytes):
+    """(image as stored, its format, its EXIF orientation, the image upright) of any
+    JPEG/PNG/GIF/BMP/WebP/TIFF; raises UnreadableImageError with the reason."""
     from PIL import Image, ImageOps
 
     if not raw:
@@ -474,6 +469,60 @@ def normalize_image(raw: bytes) -> NormalizedImage:
         raise UnreadableImageError(NOT_AN_IMAGE) from None
     except Exception as error:  # Pillow raises many types for truncated or corrupt data
         raise UnreadableImageError(f"corrupt or truncated image ({error})") from None
+    return image, source_format, orientation, upright
+
+
+# The perceptual hash: imagehash's pHash of a 16x16 DCT (256 bits). Its 8x8 default (64 bits)
+# put a near copy of the shared photos (cropped and re-toned) further apart than two photos of
+# one bouquet; 16x16 orders them right (BENCHMARKS.md, "Near-duplicates").
+PERCEPTUAL_HASH_SIZE = 16
+PERCEPTUAL_HASH_BITS = PERCEPTUAL_HASH_SIZE**2
+
+
+# Grey levels (0-255): a photo whose 64x64 greyscale reduction varies less than this is one
+# flat tone, whose pHash is that of every other flat photo, whatever its colour.
+FLAT_PHOTO_STD = 2.0
+
+
+def perceptual_hash(raw: bytes) -> str:
+    """The hex pHash of the upright photo: equal or close for a resized, recompressed,
+    re-toned or slightly cropped copy; "" for a flat photo, which has no pattern to compare.
+    Raises UnreadableImageError as normalize_image does."""
+    import imagehash
+    import numpy as np
+    from PIL import Image
+
+    _, _, _, upright = _decode(raw)
+    side = PERCEPTUAL_HASH_SIZE * 4  # the reduction pHash takes its DCT of
+    reduced = upright.convert("L").resize((side, side), Image.Resampling.LANCZOS)
+    if float(np.asarray(reduced, np.float32).std()) < FLAT_PHOTO_STD:
+        return ""
+    return str(imagehash.phash(upright, hash_size=PERCEPTUAL_HASH_SIZE))
+
+
+def thumbnail_jpeg(encoded: bytes, pixels: int = 160) -> bytes:
+    """A small JPEG of an encoded photo (the long side at most `pixels`), for the run report."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(encoded)) as image:
+        small = image.convert("RGB")
+        small.thumbnail((pixels, pixels))
+        buffer = io.BytesIO()
+        small.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
+
+
+def normalize_image(raw: bytes) -> NormalizedImage:
+    """Decodes any JPEG/PNG/GIF/BMP/WebP/TIFF and returns an upright RGB JPEG.
+
+    The content decides the format, not the file name. An upright RGB JPEG is kept byte for
+    byte; anything else (grayscale, 16-bit, CMYK, alpha, palette, EXIF rotation, other
+    formats; the first frame of an animation) is converted once here so later steps see one
+    format. Raises UnreadableImageError with the reason.
+    """
+    from PIL import Image
+
+    image, source_format, orientation, upright = _decode(raw)
     if source_format == "JPEG" and image.mode == "RGB" and orientation == 1:
         return NormalizedImage(raw, image.height, image.width, source_format)
     if upright.mode in ("I", "F") or upright.mode.startswith("I;16"):

@@ -3,7 +3,10 @@ custom properties of their output artifacts in ML Metadata.
 
 - Trainer: the head's cross-validation, read from the `head.json` that the run_fn wrote in the
   ModelRun folder (components/trainer_module.py), on the Model artifact: `head_c`,
-  `head_cv_accuracy`, `head_cv_standard_error`, `head_cv_folds`.
+  `head_cv_accuracy`, `head_cv_standard_error`, `head_cv_folds`; and from the
+  `label_issues.json` beside the model, the photos whose folder label it doubts:
+  `num_label_suspects` (of `num_label_checked` train and eval photos) and
+  `num_label_suspects_excluded` (left out of the final head's training).
 - Evaluator: the overall accuracy, its example count and its 95 % Wilson interval
   (`accuracy`, `example_count`, `accuracy_low`, `accuracy_high`) on the ModelEvaluation.
 
@@ -19,7 +22,7 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.trainer import executor as trainer_executor
 
 from components import linear_head
-from pipeline.config import HEAD_REPORT_FILE
+from pipeline.config import HEAD_REPORT_FILE, LABEL_ISSUES_FILE
 
 HEAD_PROPERTIES = {"c": "head_c", "cv_accuracy": "head_cv_accuracy",
                    "cv_standard_error": "head_cv_standard_error"}
@@ -27,17 +30,27 @@ ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"
 
 
-def record_head(model, model_run_uri: str) -> None:
+def _read_json(path: str) -> dict | None:
     import tensorflow as tf
 
-    path = os.path.join(model_run_uri, HEAD_REPORT_FILE)
     if not tf.io.gfile.exists(path):  # another run_fn, which wrote none
-        return
+        return None
     with tf.io.gfile.GFile(path) as file:
-        report = json.load(file)
-    for key, name in HEAD_PROPERTIES.items():
-        model.set_float_custom_property(name, float(report[key]))
-    model.set_int_custom_property("head_cv_folds", int(report["cv_folds"]))
+        return json.load(file)
+
+
+def record_head(model, model_run_uri: str) -> None:
+    report = _read_json(os.path.join(model_run_uri, HEAD_REPORT_FILE))
+    if report:
+        for key, name in HEAD_PROPERTIES.items():
+            model.set_float_custom_property(name, float(report[key]))
+        model.set_int_custom_property("head_cv_folds", int(report["cv_folds"]))
+    issues = _read_json(os.path.join(model.uri, LABEL_ISSUES_FILE)) if model.uri else None
+    if issues:
+        model.set_int_custom_property("num_label_suspects", int(issues["count"]))
+        model.set_int_custom_property("num_label_checked", sum(issues["checked"].values()))
+        model.set_int_custom_property("num_label_suspects_excluded",
+                                      int(issues["excluded_from_training"]))
 
 
 def overall_metrics(evaluation_uri: str) -> dict[str, float]:

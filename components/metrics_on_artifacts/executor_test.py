@@ -6,21 +6,31 @@ import pytest
 from tfx.types import standard_artifacts
 
 from components.metrics_on_artifacts import executor
-from pipeline.config import HEAD_REPORT_FILE
+from pipeline.config import HEAD_REPORT_FILE, LABEL_ISSUES_FILE
 
 
 def test_the_heads_cross_validation_goes_on_the_model(tmp_path):
     (tmp_path / HEAD_REPORT_FILE).write_text(json.dumps(
         {"c": 10.0, "cv_accuracy": 0.923, "cv_standard_error": 0.006, "cv_folds": 5}))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / LABEL_ISSUES_FILE).write_text(json.dumps(
+        {"checked": {"eval": 20, "train": 180}, "count": 7, "excluded_from_training": 5,
+         "suspects": []}))
     model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
     executor.record_head(model, str(tmp_path))
+    assert model.get_int_custom_property("num_label_suspects") == 7
+    assert model.get_int_custom_property("num_label_checked") == 200
+    assert model.get_int_custom_property("num_label_suspects_excluded") == 5
     assert model.get_float_custom_property("head_c") == 10.0
     assert model.get_float_custom_property("head_cv_accuracy") == pytest.approx(0.923)
     assert model.get_float_custom_property("head_cv_standard_error") == pytest.approx(0.006)
     assert model.get_int_custom_property("head_cv_folds") == 5
     other = standard_artifacts.Model()
+    other.uri = str(tmp_path / "elsewhere")
     executor.record_head(other, str(tmp_path / "elsewhere"))  # another run_fn wrote none
     assert not other.has_custom_property("head_c")
+    assert not other.has_custom_property("num_label_suspects")
 
 
 def test_the_accuracy_and_its_interval_go_on_the_evaluation(monkeypatch):

@@ -1,9 +1,11 @@
 """RunReport: one self-contained HTML page per pipeline run, for people.
 
-It shows the data (photos per class and split, image sizes, files left out), the training
-curves, precision, recall and the confusion matrix on the held-out test split, and a contact
-sheet of the test photos the model got wrong. Inputs are the run's artifacts; the output is a
-`RunReport` artifact whose folder holds `report.html` (figures embedded, nothing else to load).
+It shows the data (photos per class and split, image sizes, files left out), your data (copies
+of one photo as thumbnail rows, the Trainer's suspected label errors as a contact sheet), the
+training curves, precision, recall and the confusion matrix on the held-out test split, and a
+contact sheet of the test photos the model got wrong. Inputs are the run's artifacts; the
+output is a `RunReport` artifact whose folder holds `report.html` (figures embedded, nothing
+else to load).
 """
 
 from __future__ import annotations

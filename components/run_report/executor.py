@@ -19,7 +19,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.image_example_gen.executor import REPORT_FILE
+from components.image_example_gen.executor import GROUPED_PHOTOS_FILE, REPORT_FILE
 from components.run_report import report_data, report_page
 from pipeline import config as config_lib
 
@@ -47,6 +47,42 @@ def read_conversion_report(examples_uri: str) -> dict:
         return {}
     with tf.io.gfile.GFile(path) as report:
         return json.load(report)
+
+
+def _read_photos(files: list[str], wanted=None) -> dict[str, bytes]:
+    """{file name: encoded photo} of the tf.Examples in gzipped TFRecord `files` whose
+    image/filename is in `wanted` (all with None)."""
+    features = {
+        config_lib.FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value=b""),
+        config_lib.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+    }
+    photos = {}
+    if not files or wanted is not None and not wanted:
+        return photos
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(PREDICT_BATCH_SIZE)
+    for serialized in dataset:
+        parsed = tf.io.parse_example(serialized, features)
+        for name, encoded in zip(parsed[config_lib.FILENAME_KEY].numpy(),
+                                 parsed[config_lib.IMAGE_KEY].numpy(), strict=True):
+            name = name.decode("utf-8", "replace")
+            if wanted is None or name in wanted:
+                photos[name] = encoded
+    return photos
+
+
+def read_group_photos(examples_uri: str) -> dict[str, bytes]:
+    """The thumbnails ImageExampleGen wrote of every photo in a group of copies."""
+    path = os.path.join(examples_uri, GROUPED_PHOTOS_FILE)
+    return _read_photos([path]) if tf.io.gfile.exists(path) else {}
+
+
+def read_label_issues(model_uri: str) -> dict | None:
+    """The Trainer's label_issues.json beside the model (None from another run_fn)."""
+    path = os.path.join(model_uri, config_lib.LABEL_ISSUES_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as issues:
+        return json.load(issues)
 
 
 def read_size_summaries(statistics, splits) -> dict:
@@ -166,6 +202,13 @@ class Executor(base_executor.BaseExecutor):
         if fine_tune_run is not None:
             notes.append("The training curves are the FineTuner's (a warm-up head, then "
                          "fine-tuning); the final head's are in TensorBoard.")
+        label_issues = read_label_issues(model.uri)
+        shown = (label_issues or {}).get("suspects", [])[:report_page.MAX_SUSPECTS_SHOWN]
+        # The suspects are train and eval photos (the Trainer's): read from those splits.
+        suspect_splits = sorted({suspect["split"] for suspect in shown} & set(splits))
+        suspect_photos = _read_photos(
+            [path for name in suspect_splits for path in split_files(examples, name)],
+            {suspect["file"] for suspect in shown})
         files = split_files(examples, split) if split in splits else []
         matrix, mistakes, source = None, report_data.WorstMistakes(0), ""
         if files:
@@ -201,6 +244,10 @@ class Executor(base_executor.BaseExecutor):
             mistakes=mistakes.most_confident_first(),
             total_mistakes=mistakes.total,
             notes=notes,
+            group_photos=read_group_photos(examples.uri),
+            label_issues=label_issues,
+            label_issues_path=os.path.join(model.uri, config_lib.LABEL_ISSUES_FILE),
+            suspect_photos=suspect_photos,
         )
         path = os.path.join(report.uri, REPORT_HTML)
         with tf.io.gfile.GFile(path, "w") as page:

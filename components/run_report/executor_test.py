@@ -20,8 +20,14 @@ from tfx.dsl.components.base import base_executor  # noqa: E402
 from tfx.types import artifact_utils, standard_artifacts  # noqa: E402
 
 from components.image_example_gen import images  # noqa: E402
-from components.image_example_gen.executor import REPORT_FILE, make_example  # noqa: E402
+from components.image_example_gen.executor import (  # noqa: E402
+    GROUPED_PHOTOS_FILE,
+    REPORT_FILE,
+    make_example,
+    thumbnail_example,
+)
 from components.run_report import component, executor  # noqa: E402
+from pipeline.config import LABEL_ISSUES_FILE  # noqa: E402
 
 CLASSES = ["red", "green", "blue"]
 COLORS = {"red": (230, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 230)}
@@ -31,6 +37,26 @@ SPLITS = ["train", "eval", "test"]
 TEST_PHOTOS = [(name, name) for name in CLASSES for _ in range(3)] + [
     ("red", "green"), ("green", "blue"), ("blue", "red")]
 SKIPPED = {"file": "red/broken.jpg", "reason": "not a readable image"}
+# Groups of copies (by colour drawn), as ImageExampleGen reports them, with thumbnails.
+NEAR = {"files": ["blue/a.jpg", "blue/b.jpg"], "class": "blue", "split": "train",
+        "oldest": "blue/a.jpg", "distance": 12}
+IDENTICAL = {"files": ["green/c.jpg", "green/d.jpg"], "class": "green", "split": "eval",
+             "oldest": "green/c.jpg"}
+CONFLICT = {"files": ["green/x.jpg", "red/x.jpg"], "classes": ["green", "red"],
+            "identical": False}
+GROUP_COLOURS = {"blue/a.jpg": "blue", "blue/b.jpg": "blue", "green/c.jpg": "green",
+                 "green/d.jpg": "green", "green/x.jpg": "red", "red/x.jpg": "red"}
+# The last train photo is red in the blue folder; the Trainer's label_issues.json names it
+# first, then an eval photo it doubts less. The third suspect's photo is not in the examples.
+PLANTED = "blue/train_12.jpg"
+SUSPECTS = [
+    {"file": PLANTED, "split": "train", "label": "blue", "label_probability": 0.02,
+     "suggested": "red", "suggested_probability": 0.95},
+    {"file": "green/eval_1.jpg", "split": "eval", "label": "green", "label_probability": 0.3,
+     "suggested": "blue", "suggested_probability": 0.6},
+    {"file": "red/gone.jpg", "split": "train", "label": "red", "label_probability": 0.4,
+     "suggested": "green", "suggested_probability": 0.5},
+]
 
 
 def _jpeg(color, size=(40, 30)) -> bytes:
@@ -61,11 +87,14 @@ def _write_examples(root, photos_by_split):
         "class_names": CLASSES, "counts": counts, "skipped": [SKIPPED],
         "num_images": sum(len(photos) for photos in photos_by_split.values()),
         "ignored": [{"file": "red/notes.txt", "reason": "not an image file name (.txt)"}],
-        "duplicates": [{"files": ["blue/a.jpg", "blue/b.jpg"], "class": "blue",
-                        "split": "train"}],
-        "label_conflicts": [],
+        "near_duplicate_distance": 64, "near_duplicates": [NEAR], "duplicates": [IDENTICAL],
+        "label_conflicts": [CONFLICT],
     }
     (root / "examples" / REPORT_FILE).write_text(json.dumps(report))
+    with tf.io.TFRecordWriter(str(root / "examples" / GROUPED_PHOTOS_FILE), "GZIP") as writer:
+        for name, colour in GROUP_COLOURS.items():
+            image = images.NormalizedImage(_jpeg(COLORS[colour]), 30, 40, "JPEG")
+            writer.write(thumbnail_example(image, name))
     return examples
 
 
@@ -110,6 +139,9 @@ def _write_model(root):
     module = _ColourModel()
     tf.saved_model.save(module, str(root / "model" / "Format-Serving"),
                         signatures={"serving_examples": module.serve_examples})
+    (root / "model" / LABEL_ISSUES_FILE).write_text(json.dumps(
+        {"checked": {"eval": 3, "train": 13}, "count": len(SUSPECTS), "suspects": SUSPECTS,
+         "excluded_from_training": 0}))
     return model
 
 
@@ -134,7 +166,7 @@ def report_html(tmp_path_factory):
     """The report.html the executor writes for the synthetic run, and its folder."""
     root = tmp_path_factory.mktemp("run_report")
     photos_by_split = {
-        "train": [(name, name) for name in CLASSES for _ in range(4)],
+        "train": [(name, name) for name in CLASSES for _ in range(4)] + [("blue", "red")],
         "eval": [(name, name) for name in CLASSES],
         "test": TEST_PHOTOS,
     }
@@ -169,6 +201,15 @@ def test_report_shows_the_data_training_and_test_results(report_html):
     for heading in ("Data", "Training", "Results on the test split", "Misclassified test photos"):
         assert f"<h2>{heading}</h2>" in page
     assert SKIPPED["file"] in page and "red/notes.txt" in page and "blue/a.jpg" in page
+    assert "<h2>Your data</h2>" in page and "Copies of one photo: 3 groups" in page
+    assert "Suspected label errors: 3 of 16 photos" in page
+    # Conflicts first (left out), then near copies, then identical files; suspects in rank.
+    rows = [page.index(name) for name in ("green/x.jpg, red/x.jpg", "blue/a.jpg, blue/b.jpg",
+                                          "green/c.jpg, green/d.jpg")]
+    assert rows == sorted(rows) and "left out (label conflict)" in page
+    assert "near-duplicates, all in train" in page
+    ranks = [page.index(f"<td>{suspect['file']}</td>") for suspect in SUSPECTS]
+    assert ranks == sorted(ranks)
     # 9 of 12 right; the three miscoloured photos are the mistakes, two of them shown.
     assert "Accuracy 75.0% on 12 test photos" in page
     assert "3 of 12 photos are misclassified; the 2 the model was surest of" in page
@@ -180,8 +221,9 @@ def test_report_shows_the_data_training_and_test_results(report_html):
 def test_report_is_self_contained_and_every_image_is_a_png(report_html):
     page = report_html.read_text()
     sources = _img_sources(page)
-    # Class counts, image sizes, curves, precision/recall, confusion matrix, contact sheet.
-    assert len(sources) == 6
+    # Class counts, copies, suspects, image sizes, curves, precision/recall, confusion matrix,
+    # mistakes.
+    assert len(sources) == 8
     assert page.count("<img ") == len(sources)
     assert not re.search(r'(src|href)="(?!data:)', page), "the page loads an external file"
     for source in sources:
@@ -189,6 +231,17 @@ def test_report_is_self_contained_and_every_image_is_a_png(report_html):
         image = Image.open(io.BytesIO(_base64(source)))
         assert image.format == "PNG" and image.width > 200 and image.height > 100
         image.verify()
+
+
+def test_the_suspects_contact_sheet_shows_their_own_photos(report_html):
+    page = report_html.read_text()
+    (source,) = re.findall(r'<img src="([^"]*)" alt="contact sheet of suspected label', page)
+    sheet = np.asarray(Image.open(io.BytesIO(_base64(source))).convert("RGB"))
+    # The planted photo is red, the eval suspect green; the third has no photo to show.
+    photo_pixels = {name: _pixels_near(sheet, np.array(colour), tolerance=12)
+                    for name, colour in COLORS.items()}
+    assert photo_pixels["red"] > 2000 and photo_pixels["green"] > 2000, photo_pixels
+    assert photo_pixels["blue"] < 50, photo_pixels
 
 
 def _base64(data_uri: str) -> bytes:

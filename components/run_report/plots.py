@@ -149,6 +149,26 @@ def precision_recall_figure(
     return figure
 
 
+def photo_rows_figure(rows: Sequence[Sequence[tuple[np.ndarray, str]]],
+                      row_titles: Sequence[str], columns: int = 6) -> Figure:
+    """One row of captioned photos per group (e.g. the copies of one photo), titled on its
+    left; a row longer than `columns` shows its first photos."""
+    columns = max(1, min(columns, max((len(row) for row in rows), default=1)))
+    figure = _figure(1.8 * columns + 1.6, 1.7 * max(len(rows), 1))
+    grid = figure.add_gridspec(max(len(rows), 1), columns + 1,
+                               width_ratios=[0.75] + [1.0] * columns)
+    for index, (row, title) in enumerate(zip(rows, row_titles, strict=True)):
+        label = figure.add_subplot(grid[index, 0])
+        label.text(0.0, 0.5, title, fontsize=8, va="center", ha="left", wrap=True)
+        label.set_axis_off()
+        for column, (image, caption) in enumerate(row[:columns]):
+            axes = figure.add_subplot(grid[index, column + 1])
+            axes.imshow(image)
+            axes.set_title(caption, fontsize=7)
+            axes.set_axis_off()
+    return figure
+
+
 def contact_sheet_figure(
     images: Sequence[np.ndarray], captions: Sequence[str], columns: int = 6
 ) -> Figure:

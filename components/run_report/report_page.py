@@ -20,6 +20,9 @@ from components.run_report.report_data import Mistake, NumericSummary
 
 # Rows shown per list of files (skipped, ignored, ...); the JSON report has them all.
 MAX_FILE_ROWS = 50
+# Groups of copies and suspected label errors shown as photos; the JSON files list them all.
+MAX_GROUPS_SHOWN = 20
+MAX_SUSPECTS_SHOWN = 24
 THUMBNAIL_PIXELS = 160
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222;
@@ -60,6 +63,12 @@ class ReportContent:
     mistakes: Sequence[Mistake] = ()
     total_mistakes: int = 0
     notes: Sequence[str] = ()
+    # "Your data": thumbnails of the grouped photos (ImageExampleGen's), the Trainer's
+    # label_issues.json and the encoded photos of the suspects shown, by file name.
+    group_photos: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
+    label_issues: Mapping | None = None
+    label_issues_path: str = ""
+    suspect_photos: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
 
 def escape(value) -> str:
@@ -118,6 +127,16 @@ def _overview(content: ReportContent) -> str:
                      f"{balance['ratio']:g}x (largest {largest.get('class')} "
                      f"{largest.get('images')}, smallest {smallest.get('class')} "
                      f"{smallest.get('images')})"))
+    groups = copy_groups(report)
+    if groups:
+        conflicts = len(report.get("label_conflicts", []))
+        rows.append(("copies of one photo",
+                     f"{len(groups) - conflicts} groups kept in one split, {conflicts} label "
+                     "conflicts left out"))
+    if content.label_issues is not None:
+        rows.append(("suspected label errors",
+                     f"{content.label_issues.get('count', 0)} of "
+                     f"{sum(content.label_issues.get('checked', {}).values())} photos"))
     if content.matrix is not None:
         rows.append((f"{content.results_split} accuracy",
                      percent(report_data.accuracy(content.matrix))))
@@ -181,16 +200,116 @@ def _data_section(content: ReportContent) -> str:
         _file_list("Ignored (hidden, not an image)",
                    [(item["file"], item.get("reason", "")) for item in report.get("ignored", [])],
                    ["file", "reason"]),
-        _file_list("Byte-identical duplicates (kept, in one split)",
-                   [(", ".join(item["files"]), item.get("class", ""), item.get("split", ""))
-                    for item in report.get("duplicates", [])],
-                   ["files", "class", "split"]),
-        _file_list("Label conflicts (the same photo in two classes; left out)",
-                   [(", ".join(item["files"]), ", ".join(item.get("classes", [])))
-                    for item in report.get("label_conflicts", [])],
-                   ["files", "classes"]),
     ]
+    if copy_groups(report):
+        parts.append(_paragraph("Copies of one photo and label conflicts: see Your data.",
+                                "note"))
     return _section("Data", parts, "data")
+
+
+def copy_groups(report: Mapping) -> list[dict]:
+    """Every group of copies in conversion_report.json, label conflicts first (their photos
+    were left out), then near-duplicates, then identical files; each with what became of it."""
+    groups = [{**item, "outcome": "left out (label conflict)", "classes": item["classes"]}
+              for item in report.get("label_conflicts", [])]
+    for kind, items in (("near-duplicates", report.get("near_duplicates", [])),
+                        ("identical", report.get("duplicates", []))):
+        groups += [{**item, "outcome": f"{kind}, all in {item['split']}",
+                    "classes": [item["class"]]} for item in items]
+    return groups
+
+
+def _short_name(path: str, limit: int = 28) -> str:
+    """A caption of a photo: its path, cut at the front so that its class and file show."""
+    return path if len(path) <= limit else "..." + path[-(limit - 3):]
+
+
+def _copies_part(content: ReportContent) -> list[str]:
+    report = content.conversion_report
+    distance = report.get("near_duplicate_distance")
+    groups = copy_groups(report)
+    how = (f"perceptual hashes within {distance} of 256 bits (--near-duplicate-distance)"
+           if distance else "identical bytes only (--near-duplicate-distance 0)")
+    if not groups:
+        return ["<h3>Copies of one photo: none</h3>",
+                _paragraph(f"No two photos are copies of each other by {how}.", "note")]
+    shown = groups[:MAX_GROUPS_SHOWN]
+    parts = [
+        f"<h3>Copies of one photo: {len(groups)} groups</h3>",
+        _paragraph(
+            f"Photos that are copies of each other (resized, recompressed, re-toned or slightly "
+            f"cropped; {how}). Each group is kept in one split, that of its oldest photo, so "
+            "that no copy is trained on and tested on too; a group in two class folders is a "
+            "label conflict and left out. Delete the copies you do not want; move a conflict's "
+            "photo into its right folder only."),
+    ]
+    rows = [[(thumbnail(content.group_photos[name]), _short_name(name))
+             for name in group["files"] if name in content.group_photos] for group in shown]
+    if any(rows):
+        titles = [f"{', '.join(group['classes'])}\n{group['outcome']}" for group in shown]
+        parts.append(img(plots.photo_rows_figure(rows, titles),
+                         "rows of thumbnails: each row one group of copies"))
+    parts.append(table(
+        ["files", "class folders", "outcome", "largest distance (bits)"],
+        [(", ".join(group["files"]), ", ".join(group["classes"]), group["outcome"],
+          group.get("distance", 0 if group.get("identical", True) else "n/a"))
+         for group in shown]))
+    if len(groups) > len(shown):
+        parts.append(_paragraph(f"... and {len(groups) - len(shown)} more groups in "
+                                f"{content.conversion_report_path}", "note"))
+    return parts
+
+
+def suspect_caption(suspect: Mapping) -> str:
+    return (f"{_short_name(suspect['file'], 24)}\n"
+            f"folder: {suspect['label']} ({suspect['label_probability']:.0%})\n"
+            f"looks: {suspect['suggested']} ({suspect['suggested_probability']:.0%})")
+
+
+def _suspects_part(content: ReportContent) -> list[str]:
+    issues = content.label_issues
+    if issues is None:
+        return ["<h3>Suspected label errors: not checked</h3>",
+                _paragraph("The Trainer wrote no label_issues.json (another run_fn).", "note")]
+    checked = sum(issues.get("checked", {}).values())
+    suspects = list(issues.get("suspects", []))
+    title = f"<h3>Suspected label errors: {len(suspects)} of {checked} photos</h3>"
+    if not suspects:
+        return [title, _paragraph(
+            "The head's out-of-sample probabilities doubt no photo's class folder.", "note")]
+    shown = suspects[:MAX_SUSPECTS_SHOWN]
+    parts = [title, _paragraph(
+        f"Train and eval photos whose class folder the head doubts (cleanlab's "
+        f"find_label_issues on out-of-fold probabilities), most suspicious first: the share "
+        f"is the head's probability of the folder's class and of the class it suggests. "
+        f"Look at each: move a photo that is in the wrong folder (or delete it), keep one "
+        f"that is right (the head finds it hard). All {len(suspects)} are in "
+        f"{content.label_issues_path or 'label_issues.json'}.")]
+    excluded = issues.get("excluded_from_training", 0)
+    if excluded:
+        parts.append(_paragraph(f"{excluded} suspected train photos were left out of the final "
+                                "head's training (--exclude-suspected-label-errors).", "note"))
+    with_photo = [suspect for suspect in shown if suspect["file"] in content.suspect_photos]
+    if with_photo:
+        parts.append(img(plots.contact_sheet_figure(
+            [thumbnail(content.suspect_photos[suspect["file"]]) for suspect in with_photo],
+            [suspect_caption(suspect) for suspect in with_photo]),
+            "contact sheet of suspected label errors with folder and suggested labels"))
+    parts.append(table(
+        ["file", "split", "folder label", "its probability", "suggested label",
+         "its probability"],
+        [(suspect["file"], suspect["split"], suspect["label"], suspect["label_probability"],
+          suspect["suggested"], suspect["suggested_probability"]) for suspect in shown]))
+    if len(suspects) > len(shown):
+        parts.append(_paragraph(f"... and {len(suspects) - len(shown)} more in the JSON file",
+                                "note"))
+    return parts
+
+
+def _your_data_section(content: ReportContent) -> str:
+    """Near-duplicates and suspected label errors: the photos a user should look at."""
+    return _section("Your data", [*_copies_part(content), *_suspects_part(content)],
+                    "your-data")
 
 
 def _curve_rows(curves) -> list[tuple]:
@@ -280,11 +399,13 @@ def _mistakes_section(content: ReportContent) -> str:
 
 
 def build_page(content: ReportContent) -> str:
-    """The whole report: overview, data, training, held-out results, misclassified photos."""
+    """The whole report: overview, data, your data (copies, suspected label errors),
+    training, held-out results, misclassified photos."""
     title = f"tfx-poets run report: {content.run_id}"
     sections = [
         _section("Overview", [_overview(content)], "overview"),
         _data_section(content),
+        _your_data_section(content),
         _training_section(content),
         _results_section(content),
         _mistakes_section(content),

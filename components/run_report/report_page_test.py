@@ -59,3 +59,32 @@ def test_results_show_accuracy_precision_recall_and_a_perfect_run_has_no_mistake
 def test_table_formats_numbers_and_missing_values():
     html = report_page.table(["a", "b", "c"], [("x", 3, float("nan")), ("y", 0.12345, 2.0)])
     assert '<td class="number">n/a</td>' in html and '<td class="number">0.123</td>' in html
+
+
+def test_your_data_says_when_there_are_no_copies_and_no_label_check():
+    page = report_page.build_page(_content())
+    assert "<h2>Your data</h2>" in page and "Copies of one photo: none" in page
+    assert "Suspected label errors: not checked" in page
+    clean = report_page.build_page(_content(label_issues={"checked": {"train": 2, "eval": 1},
+                                                          "count": 0, "suspects": []}))
+    assert "Suspected label errors: 0 of 3 photos" in clean and "doubt no photo" in clean
+
+
+def test_copies_and_suspects_without_photos_are_still_listed_and_escaped():
+    report = {"class_names": ["ant", "bee"], "counts": {}, "near_duplicate_distance": 64,
+              "duplicates": [{"files": ["ant/1.jpg", "ant/2.jpg"], "class": "ant",
+                              "split": "train", "oldest": "ant/1.jpg"}],
+              "near_duplicates": [], "label_conflicts": [
+                  {"files": ["ant/<x>.jpg", "bee/y.jpg"], "classes": ["ant", "bee"],
+                   "identical": True}]}
+    suspects = [{"file": "bee/<z>.jpg", "split": "train", "label": "bee",
+                 "label_probability": 0.01, "suggested": "ant", "suggested_probability": 0.9}]
+    page = report_page.build_page(_content(
+        conversion_report=report, label_issues={"checked": {"train": 3}, "count": 1,
+                                                "suspects": suspects,
+                                                "excluded_from_training": 1}))
+    assert [group["outcome"] for group in report_page.copy_groups(report)] == [
+        "left out (label conflict)", "identical, all in train"]
+    assert "ant/&lt;x&gt;.jpg, bee/y.jpg" in page and "<td>bee/&lt;z&gt;.jpg</td>" in page
+    assert "1 suspected train photos were left out of the final head" in page
+    assert page.count("<img ") == 1  # no thumbnails to show: the tables only

@@ -339,3 +339,48 @@ def edit_in_place(path: Path) -> None:
     info = path.stat()
     path.write_bytes(bytes(raw))
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))
+
+
+# --- copies of one photo: near-duplicates ----------------------------------------------------
+
+
+def scene_photo(seed: int, size: tuple[int, int] = (192, 144),
+                offset: tuple[float, float] = (0.0, 0.0)) -> Image.Image:
+    """A photo-like picture: shapes of many colours and sizes over a gradient, seen through a
+    window of ``size``. ``offset`` (a share of the size) moves the window: another photo of
+    the same scene, not a copy."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng([seed, 7])
+    width, height = size
+    canvas = Image.new("RGB", (2 * width, 2 * height))
+    ramp = np.linspace(0, 1, 2 * width)[None, :, None] * rng.uniform(0, 255, 3)
+    canvas.paste(Image.fromarray(np.broadcast_to(ramp, (2 * height, 2 * width, 3))
+                                 .astype(np.uint8)))
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(40):
+        x, y = rng.uniform(0, 2 * width), rng.uniform(0, 2 * height)
+        radius = rng.uniform(0.05, 0.3) * height
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        box = [x - radius, y - radius * rng.uniform(0.5, 1.5), x + radius, y + radius]
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    left = int(width / 2 + offset[0] * width)
+    top = int(height / 2 + offset[1] * height)
+    window = canvas.crop((left, top, left + width, top + height))
+    return window.filter(ImageFilter.GaussianBlur(1))
+
+
+def near_copies(photo: Image.Image) -> dict[str, bytes]:
+    """JPEG copies of ``photo`` that a person would call the same photo: resized to half and
+    recompressed, cropped by 2 % a side, and re-toned (brighter, less contrast)."""
+    from PIL import ImageEnhance
+
+    width, height = photo.size
+    dx, dy = round(width * 0.02), round(height * 0.02)
+    retoned = ImageEnhance.Contrast(ImageEnhance.Brightness(photo).enhance(1.2)).enhance(0.85)
+    return {
+        "resized": encode_image(photo.resize((width // 2, height // 2)), "JPEG", quality=60),
+        "cropped": encode_image(photo.crop((dx, dy, width - dx, height - dy)), "JPEG",
+                                quality=90),
+        "retoned": encode_image(retoned, "JPEG", quality=90),
+    }

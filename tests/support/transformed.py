@@ -18,11 +18,13 @@ from pipeline import config as config_lib  # noqa: E402
 RAW_SPEC = {
     config_lib.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
     config_lib.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
+    config_lib.FILENAME_KEY: tf.io.FixedLenFeature([1], tf.string),
 }
 
 
-def raw_row(encoded_image: bytes, label: int) -> dict:
-    return {config_lib.IMAGE_KEY: [encoded_image], config_lib.LABEL_KEY: [label]}
+def raw_row(encoded_image: bytes, label: int, file_name: str = "") -> dict:
+    return {config_lib.IMAGE_KEY: [encoded_image], config_lib.LABEL_KEY: [label],
+            config_lib.FILENAME_KEY: [file_name.encode("utf-8")]}
 
 
 def write_transformed_examples(path: str | os.PathLike, rows) -> None:
@@ -37,6 +39,9 @@ def write_transformed_examples(path: str | os.PathLike, rows) -> None:
             features[config_lib.TRANSFORMED_LABEL_KEY].int64_list.value.append(
                 int(row[config_lib.TRANSFORMED_LABEL_KEY])
             )
+            if config_lib.FILENAME_KEY in row:
+                features[config_lib.FILENAME_KEY].bytes_list.value.append(
+                    row[config_lib.FILENAME_KEY])
             writer.write(example.SerializeToString())
 
 
