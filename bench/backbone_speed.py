@@ -8,12 +8,10 @@ float32 and with oneDNN's bfloat16 rewrite (`--bfloat16`), oneDNN on as the runn
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from bench import common
+
+common.tensorflow_defaults(log_level="3", onednn=True)
 
 import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
@@ -34,11 +32,9 @@ def main(argv=None) -> None:
     forward = tf.function(lambda images: layer(images), reduce_retracing=True)
     for shape in SHAPES:
         images = tf.random.uniform(shape)
-        forward(images).numpy()  # traces, and oneDNN makes its primitives
-        started = time.perf_counter()
-        for _ in range(REPEATS):
-            forward(images).numpy()
-        seconds = (time.perf_counter() - started) / REPEATS
+        # The first call traces, and oneDNN makes its primitives.
+        walls, _ = common.timed_calls(lambda _, images=images: forward(images).numpy(), 1, REPEATS)
+        seconds = sum(walls) / REPEATS
         print(f"{'x'.join(map(str, shape[1:3]))} batch {shape[0]}: {shape[0] / seconds:.1f} img/s")
 
 

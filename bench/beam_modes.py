@@ -1,21 +1,19 @@
 """Times ImageExampleGen's Beam job on a folder under DirectRunner settings, in one process.
 
-    .venv/bin/python bench/beam_modes.py ../shared/assets/flower_photos
+    .venv/bin/python -m bench.beam_modes ../shared/assets/flower_photos
 
 Each setting converts the whole folder into a fresh temporary directory; prints seconds per
 setting (median of --repeats).
 """
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common
+
+common.tensorflow_defaults(log_level="3")
 
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402

@@ -1,6 +1,6 @@
 """Each Beam step's time on DirectRunner and on Beam's portable runner (issue 16).
 
-    .venv/bin/python bench/beam_runners.py --out /tmp/bench16 --per-class 60 \\
+    .venv/bin/python -m bench.beam_runners --out /tmp/bench16 --per-class 60 \\
         --data-dir ../shared/assets/flower_photos \\
         --model-handle ../shared/assets/mobilenet_v1_100_224_feature_vector
 
@@ -20,7 +20,9 @@ import subprocess
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from bench import common
+
+REPO = pathlib.Path(common.REPO_ROOT)
 BEAM_STEPS = ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator", "TestEvaluator")
 
 
@@ -54,7 +56,6 @@ def main() -> int:
     photos = out / "photos"
     count = subset(pathlib.Path(args.data_dir), photos, args.per_class)
     print(f"{count} photos in {photos}", flush=True)
-    sys.path.insert(0, str(REPO))
     from pipeline import results
 
     times: dict[str, dict[str, float]] = {}

@@ -1,7 +1,7 @@
 """Compares fine-tuning recipes outside the pipeline: which MobileNet blocks, what rate.
 
 The experiment behind the Trainer's defaults (BENCHMARKS.md, "Fine-tuning recipes"). Same
-photos and split as the pipeline (bench/keras_reference.py `split_files`); a softmax head is
+photos and split as the pipeline (bench/photos.py `split_files`); a softmax head is
 first trained for 20 epochs on features cached by a first pass (`--features`, an .npz of
 `{train,eval,test}_{x,y}`, computed and saved there if missing), then MobileNet blocks >=
 FIRST_BLOCK (0: all) are fine-tuned with Adam and a cosine decay for EPOCHS epochs, batch norm
@@ -9,28 +9,23 @@ in inference mode, on distorted images (DISTORTIONS: any of flip, crop = a rando
 square crop, bright = x0.9-1.1; or none).
 Prints, per epoch: seconds, eval accuracy and loss, test accuracy, and peak RSS.
 
-    .venv/bin/python bench/fine_tune_recipes.py FIRST_BLOCK LEARNING_RATE EPOCHS DISTORTIONS \\
+    .venv/bin/python -m bench.fine_tune_recipes FIRST_BLOCK LEARNING_RATE EPOCHS DISTORTIONS \\
         --data-dir PHOTOS --model-handle MODULE --features FEATURES.npz
 """
 
 import argparse
 import os
-import resource
-import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, BENCH_DIR)
-sys.path.insert(0, os.path.dirname(BENCH_DIR))
+from bench import common
+
+common.tensorflow_defaults(log_level="2", onednn=True)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
-from keras_reference import split_files  # noqa: E402
 
+from bench.photos import split_files  # noqa: E402
 from components.trainer_module import TopBlocksKerasLayer  # noqa: E402
 
 SIZE = 224
@@ -126,7 +121,7 @@ def main():
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.time() - self.started
             test = [round(value, 4) for value in model.evaluate(test_data, verbose=0)]
-            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            peak_mb = int(common.peak_rss_mb())
             print(epoch, f"{seconds:.0f}s", "val", round(logs["val_accuracy"], 4),
                   round(logs["val_loss"], 4), "test", test, "rss", peak_mb, flush=True)
 

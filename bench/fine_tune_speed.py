@@ -7,7 +7,7 @@ does not depend on the pixels). Each variant is warmed up, then timed; the figur
 seconds per step. Variants that need a fresh TensorFlow (oneDNN, thread pools) run this script
 again in a subprocess.
 
-    .venv/bin/python bench/fine_tune_speed.py --model-handle MODULE [--variants a,b,...] [--ops]
+    .venv/bin/python -m bench.fine_tune_speed --model-handle MODULE [--variants a,b,...] [--ops]
 
 --ops also times the convolutions of MobileNet V1 1.0/224 one by one (forward, gradient with
 respect to the input, gradient with respect to the filter), depthwise and pointwise apart.
@@ -24,11 +24,9 @@ import subprocess
 import sys
 import time
 
-# The Trainer's own pieces, also when run without the editable install.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+common.tensorflow_defaults(log_level="2")
 
 # Variants run in this process, in this order unless --variants says otherwise.
 IN_PROCESS = {
@@ -87,15 +85,8 @@ CPU_TIMES: list[float] = []
 
 
 def median_step(step, warmup: int, steps: int) -> tuple[float, list[float]]:
-    for _ in range(warmup):
-        step()
-    times = []
-    CPU_TIMES.clear()
-    for _ in range(steps):
-        started, cpu_started = time.perf_counter(), time.process_time()
-        step()
-        times.append(time.perf_counter() - started)
-        CPU_TIMES.append(time.process_time() - cpu_started)
+    times, cpu_times = common.timed_calls(lambda _: step(), warmup, steps)
+    CPU_TIMES[:] = cpu_times
     return statistics.median(times), times
 
 
@@ -209,10 +200,10 @@ def run_variant(name: str, args, tf, tf_keras, hub):
 
 def run_subprocess(name: str, args) -> dict:
     env_extra, flags, _ = SUBPROCESS[name]
-    command = [sys.executable, os.path.abspath(__file__), "--model-handle", args.model_handle,
-               "--variants", "baseline", "--json", "--batch-size", str(args.batch_size),
-               "--image-size", str(args.image_size), "--warmup", str(args.warmup),
-               "--steps", str(args.steps), *flags]
+    command = common.module_command(
+        "bench.fine_tune_speed", "--model-handle", args.model_handle, "--variants", "baseline",
+        "--json", "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
+        "--warmup", str(args.warmup), "--steps", str(args.steps), *flags)
     result = subprocess.run(command, env={**os.environ, **env_extra}, capture_output=True,
                             text=True, check=False)
     for line in result.stdout.splitlines():

@@ -7,12 +7,13 @@ with tf.data straight from the class folders, resized to the model's resolution 
 --fine-tune-epochs at a small learning rate. Batch norm stays in inference mode
 (training=False), as in the pipeline's Trainer, unless --batch-norm-training.
 
-The train / eval / test split is ImageExampleGen's: retrain.py's hash of the file name
-(components/image_example_gen/images.py `which_split`), byte-identical copies in one class go to
-the split of the first copy, and a photo found in two classes is left out. Eval is the
-validation data of each epoch; the accuracies printed are on the test split only.
+The train / eval / test split is ImageExampleGen's (bench/photos.py `split_files`): retrain.py's
+hash of the file name (components/image_example_gen/images.py `which_split`), byte-identical
+copies in one class go to the split of the first copy, and a photo found in two classes is left
+out. Eval is the validation data of each epoch; the accuracies printed are on the test split
+only.
 
-    .venv/bin/python bench/keras_reference.py --data-dir PHOTOS --model-handle MODULE
+    .venv/bin/python -m bench.keras_reference --data-dir PHOTOS --model-handle MODULE
 
 Prints the wall time, the peak RSS, test accuracy after the head phase and after fine-tuning,
 and the fine-tune throughput (train photos per second of fine-tune training, validation not
@@ -26,15 +27,13 @@ import time
 STARTED = time.time()
 
 import argparse  # noqa: E402
-import collections  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common  # noqa: E402
 
+common.tensorflow_defaults(log_level="2")
+
+from bench.photos import split_files  # noqa: E402
 from components.image_example_gen import images  # noqa: E402
 
 
@@ -59,33 +58,6 @@ def parse_args(argv=None):
                         help="call the hub layer with training=True while fine-tuning")
     parser.add_argument("--seed", type=int, default=42)
     return parser.parse_args(argv)
-
-
-def split_files(data_dir: str, testing_percentage: int, validation_percentage: int):
-    """{split: [(path, label index)]} and the class names, as ImageExampleGen splits them."""
-    class_names = images.discover_classes(data_dir)
-    by_content = collections.defaultdict(list)
-    for label, class_name in enumerate(class_names):
-        for relative in images.list_class_images(data_dir, class_name):
-            raw = images.read_image_file(os.path.join(data_dir, relative))
-            by_content[images.content_hash(raw)].append((relative, label))
-    splits = {split: [] for split in images.SPLITS}
-    conflicts = 0
-    for copies in by_content.values():
-        copies.sort()
-        if len({label for _, label in copies}) > 1:
-            conflicts += len(copies)  # one photo with two labels: every copy is left out
-            continue
-        split = images.which_split(copies[0][0], testing_percentage, validation_percentage)
-        for relative, label in copies:
-            splits[split].append((os.path.join(data_dir, relative), label))
-    for files in splits.values():
-        files.sort()
-    return splits, class_names, conflicts
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
 def main(argv=None) -> int:
@@ -190,12 +162,14 @@ def main(argv=None) -> int:
               f"test accuracy {fine_accuracy:.4f}", flush=True)
 
     wall = time.time() - STARTED
-    print(f"wall time {wall:.0f} s (interpreter start to end), peak RSS {peak_rss_mb():.0f} MB")
+    print(f"wall time {wall:.0f} s (interpreter start to end), "
+          f"peak RSS {common.peak_rss_mb():.0f} MB")
     print("\n| wall s | head phase s | fine-tune phase s | fine-tune photos/s "
           "| test acc, head | test acc, fine-tuned | peak RSS MB |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {wall:.0f} | {head_seconds:.0f} | {fine_seconds:.0f} | {throughput:.1f} "
-          f"| {100 * head_accuracy:.1f} % | {100 * fine_accuracy:.1f} % | {peak_rss_mb():.0f} |")
+          f"| {100 * head_accuracy:.1f} % | {100 * fine_accuracy:.1f} % "
+          f"| {common.peak_rss_mb():.0f} |")
     return 0
 
 

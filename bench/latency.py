@@ -1,6 +1,6 @@
 """One-photo latency and batch throughput of each way to serve the model, in one run.
 
-    .venv/bin/python bench/latency.py --model SERVING_DIR --backbone HUB_MODULE --data-dir PHOTOS
+    .venv/bin/python -m bench.latency --model SERVING_DIR --backbone HUB_MODULE --data-dir PHOTOS
 
 Compares, on the same photos and threads:
 - the bare MobileNet forward pass: the hub module alone on float pixels (no preprocessing, no
@@ -11,21 +11,18 @@ Compares, on the same photos and threads:
   preprocessing in TensorFlow, then the TFLite interpreter), with one thread and with one
   per CPU.
 Each is warmed up first; one photo is the median of --repeats calls, a batch the median of
---batch-repeats calls. SERVING_DIR needs its tflite/ folder (bench/tflite_accuracy.py
---convert-to writes one for an older pushed model).
+--batch-repeats calls. SERVING_DIR needs its tflite/ folder (`python -m bench.tflite_accuracy
+--convert-to` writes one for an older pushed model).
 """
 
 import argparse
 import os
-import statistics
-import sys
-import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common
 
+common.tensorflow_defaults(log_level="3")
 
+from bench.photos import read_encoded  # noqa: E402
 from components import tflite_export  # noqa: E402
 from components.image_example_gen import images  # noqa: E402
 from pipeline import label_image  # noqa: E402
@@ -33,24 +30,10 @@ from pipeline import label_image  # noqa: E402
 WARMUP_CALLS = 3
 
 
-def cpu_count():
-    """CPUs this process may run on (a container's or taskset's limit, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # Not on Linux.
-        return os.cpu_count() or 1
-
-
 def median_seconds(call, inputs, repeats):
     """Median wall time of `call(input)` over `repeats` calls, cycling through `inputs`."""
-    for index in range(WARMUP_CALLS):
-        call(inputs[index % len(inputs)])
-    times = []
-    for index in range(repeats):
-        started = time.perf_counter()
-        call(inputs[index % len(inputs)])
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return common.median_seconds(
+        lambda index: call(inputs[index % len(inputs)]), WARMUP_CALLS, repeats)
 
 
 def bare_forward(backbone):
@@ -72,8 +55,7 @@ def photos(data_dir, count):
                  for name in images.discover_classes(data_dir)]
     paths = [os.path.join(data_dir, files[index])
              for index in range(count) for files in per_class if index < len(files)]
-    return [images.normalize_image(images.read_image_file(path)).encoded
-            for path in paths[:count]]
+    return [read_encoded(path) for path in paths[:count]]
 
 
 def main(argv=None):
@@ -98,7 +80,7 @@ def main(argv=None):
     classifiers = {
         "SavedModel, serving_default on JPEG bytes": label_image.load_classifier(model_dir)
     }
-    for threads in sorted({1, cpu_count()}):
+    for threads in sorted({1, common.cpu_count()}):
         for kind, file_name in (("float", tflite_export.FLOAT_MODEL_FILE),
                                 ("int8", tflite_export.INT8_MODEL_FILE)):
             classifiers[f"TFLite {kind}, label_image, {threads} thread(s)"] = (
@@ -128,7 +110,7 @@ def main(argv=None):
                       median_seconds(classify, batch, args.batch_repeats))
 
     bare_one, bare_batch = next(iter(rows.values()))
-    print(f"model {model_dir}, backbone {args.backbone}, {cpu_count()} CPUs; "
+    print(f"model {model_dir}, backbone {args.backbone}, {common.cpu_count()} CPUs; "
           f"1-minute load average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at "
           f"end; one photo: median of "
           f"{args.repeats} calls; batch of {args.batch_size}: median of {args.batch_repeats}")

@@ -1,7 +1,7 @@
 """Where the pipeline's memory goes, one step at a time, each in a fresh process.
 
-    .venv/bin/python bench/memory_probes.py example-gen --data-dir PHOTOS [--schema SCHEMA]
-    .venv/bin/python bench/memory_probes.py allocator --model-handle HUB_MODULE [--batches 6]
+    .venv/bin/python -m bench.memory_probes example-gen --data-dir PHOTOS [--schema SCHEMA]
+    .venv/bin/python -m bench.memory_probes allocator --model-handle HUB_MODULE [--batches 6]
 
 example-gen: ImageExampleGen's executor on PHOTOS, then TFX's StatisticsGen executor on what it
   wrote, with and (in a second process) without --schema. Without a schema TFDV counts every
@@ -21,35 +21,27 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MB = 1 << 20
+from bench import common
 
 
 class PeakRss:
     """This process's RSS now and its peak since the last `reset`, sampled from a thread."""
 
     def __init__(self, interval_s: float = 0.1):
-        import psutil
-
-        self._process = psutil.Process()
         self.peak = 0
-        self._interval_s = interval_s
-        threading.Thread(target=self._loop, daemon=True).start()
+        common.PeriodicThread(interval_s, self._sample, name="peak-rss").start()
 
     def now(self) -> int:
-        return self._process.memory_info().rss // MB
+        return common.rss_bytes() // common.MB
 
     def reset(self) -> int:
         self.peak = self.now()
         return self.peak
 
-    def _loop(self) -> None:
-        while True:
-            self.peak = max(self.peak, self.now())
-            time.sleep(self._interval_s)
+    def _sample(self) -> None:
+        self.peak = max(self.peak, self.now())
 
 
 def release() -> None:
@@ -127,8 +119,7 @@ def _allocator(model_handle: str, batches: int) -> dict:
 
 
 def _child(args: argparse.Namespace) -> None:
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    sys.path.insert(0, ROOT)
+    common.tensorflow_defaults()
     if args.probe == "example-gen":
         with tempfile.TemporaryDirectory() as work_dir:
             print(json.dumps(_example_gen(args.data_dir, args.schema, work_dir)))
@@ -138,7 +129,8 @@ def _child(args: argparse.Namespace) -> None:
 
 def _run_child(argv: list[str], env: dict[str, str]) -> dict:
     completed = subprocess.run(
-        [sys.executable, __file__, "--child", *argv], env={**os.environ, **env},
+        common.module_command("bench.memory_probes", "--child", *argv),
+        env={**os.environ, **env},
         capture_output=True, text=True, check=False,
     )
     if completed.returncode:
@@ -152,7 +144,8 @@ def main() -> None:
     probes = parser.add_subparsers(dest="probe", required=True)
     example_gen = probes.add_parser("example-gen", help="ImageExampleGen and StatisticsGen")
     example_gen.add_argument("--data-dir", required=True, help="one subfolder per class")
-    example_gen.add_argument("--schema", default=os.path.join(ROOT, "schemas/flowers/schema.pbtxt"),
+    example_gen.add_argument("--schema",
+                             default=os.path.join(common.REPO_ROOT, "schemas/flowers/schema.pbtxt"),
                              help="schema.pbtxt for StatisticsGen (default: the flowers one)")
     allocator = probes.add_parser("allocator", help="oneDNN's BFC pool against glibc malloc")
     allocator.add_argument("--model-handle", required=True, help="MobileNet 224 hub module")

@@ -1,4 +1,4 @@
-"""5-fold cross-validated accuracy of head recipes on the features of bench/recipe_features.py.
+"""5-fold cross-validated accuracy of head recipes on the features of bench.recipe_features.
 
 Only the train and eval photos of the pipeline's hash split take part (the test split chooses
 nothing). A recipe names the views its head is trained on (each view of a photo is one more
@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from bench.recipe_features import POOLINGS
+from bench import recipe_data
 
 FOLDS = 5
 C_GRID = (1.0, 3.0, 10.0, 30.0)
@@ -45,13 +45,12 @@ def normalised(features: np.ndarray, mode: str) -> np.ndarray:
 
 def view_features(directory: str, view: str, pooling: tuple[str, ...], mode: str, cache: dict):
     if view not in cache:
-        cache[view] = np.load(os.path.join(directory, f"{view}.npz"))["features"].astype(
+        cache[view] = np.load(recipe_data.view_path(directory, view))["features"].astype(
             np.float32)
-    widths = {"avg": 1024, "gem3": 1024, "max": 1024, "avg11": 512}
     parts, start = {}, 0
-    for name in POOLINGS:
-        parts[name] = cache[view][:, start:start + widths[name]]
-        start += widths[name]
+    for name, width in recipe_data.POOLING_WIDTHS.items():
+        parts[name] = cache[view][:, start:start + width]
+        start += width
     # Each pooling normalised on its own, so that none dominates by scale.
     return np.concatenate([normalised(parts[name], mode) for name in pooling], axis=1)
 
@@ -151,7 +150,7 @@ def main(argv=None) -> None:
                         "on the same folds, at --c")
     parser.add_argument("--c", type=float, default=30.0)
     args = parser.parse_args(argv)
-    photos = np.load(os.path.join(args.features, "photos.npz"))
+    photos = np.load(os.path.join(args.features, recipe_data.PHOTOS_FILE))
     labels, splits = photos["labels"], photos["splits"]
     rows = np.flatnonzero(splits != "test")
     cache: dict = {}
@@ -167,7 +166,7 @@ def main(argv=None) -> None:
         if args.only and recipe.name not in args.only:
             continue
         views = set(recipe.train_views) | set(recipe.test_views)
-        if not all(os.path.exists(os.path.join(args.features, f"{v}.npz")) for v in views):
+        if not all(os.path.exists(recipe_data.view_path(args.features, v)) for v in views):
             continue
         started = time.time()
         result = cross_validate(recipe, args.features, labels, rows, cache)

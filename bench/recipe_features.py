@@ -5,7 +5,7 @@ For each view (size, resize mode, mirrored or not) it runs the resolution-free M
 does (ImageExampleGen's normalisation, the Transform's resize and quality-95 JPEG), and keeps
 four poolings of the network: the average (the module's own feature vector), a generalised mean
 (p=3) and the maximum of the last block's map, and the average of block 11's map. Each view is
-one .npz under --out, reused if present. bench/recipe_cv.py reads them.
+one .npz under --out, reused if present. bench.recipe_cv reads them.
 
     .venv/bin/python -m bench.recipe_features --data-dir ../shared/assets/flower_photos \\
         --module ../shared/assets/mobilenet_v1_100_224_feature_vector --out /tmp/recipe \\
@@ -18,19 +18,18 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from bench import common
+
+common.tensorflow_defaults(log_level="3", onednn=True)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
+from bench import photos, recipe_data  # noqa: E402
 from components import resolution_free, transform_module  # noqa: E402
-from components.image_example_gen import images  # noqa: E402
 
 BATCH = 32
-POOLINGS = ("avg", "gem3", "max", "avg11")
 
 
 def parse_view(view: str) -> tuple[str, int, bool]:
@@ -41,16 +40,6 @@ def parse_view(view: str) -> tuple[str, int, bool]:
         if body.startswith(prefix):
             return mode, int(body[len(prefix):]), mirrored
     raise ValueError(f"view {view!r}: squashNNN or shortNNN, 'm' at the end for the mirror")
-
-
-def list_photos(data_dir: str):
-    """[(relative path, class index, split)] of every photo, with the pipeline's split."""
-    class_names = images.discover_classes(data_dir)
-    rows = []
-    for index, name in enumerate(class_names):
-        for relative in images.list_class_images(data_dir, name):
-            rows.append((relative, index, images.which_split(relative, 10, 10)))
-    return class_names, rows
 
 
 def pooled_extractor(module_path: str) -> tf_keras.Model:
@@ -82,7 +71,7 @@ def extract_view(extractor, encoded_photos: list[bytes], view: str) -> np.ndarra
     for index, image in enumerate(pixels):
         by_shape.setdefault(image.shape, []).append(index)
     call = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
-    out = np.zeros((len(pixels), 1024 * 3 + 512), np.float32)
+    out = np.zeros((len(pixels), recipe_data.FEATURES_WIDTH), np.float32)
     for indices in by_shape.values():
         for start in range(0, len(indices), BATCH):
             chunk = indices[start:start + BATCH]
@@ -99,18 +88,15 @@ def main(argv=None) -> None:
     parser.add_argument("--views", nargs="+", required=True)
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    class_names, rows = list_photos(args.data_dir)
+    class_names, rows = photos.list_photos(args.data_dir)
     labels = np.array([row[1] for row in rows])
     splits = np.array([row[2] for row in rows])
-    np.savez(os.path.join(args.out, "photos.npz"), labels=labels, splits=splits,
+    np.savez(os.path.join(args.out, recipe_data.PHOTOS_FILE), labels=labels, splits=splits,
              paths=np.array([row[0] for row in rows]), class_names=np.array(class_names))
-    encoded = [
-        images.normalize_image(images.read_image_file(os.path.join(args.data_dir, row[0]))).encoded
-        for row in rows
-    ]
+    encoded = [photos.read_encoded(os.path.join(args.data_dir, row[0])) for row in rows]
     extractor = pooled_extractor(args.module)
     for view in args.views:
-        path = os.path.join(args.out, f"{view}.npz")
+        path = recipe_data.view_path(args.out, view)
         if os.path.exists(path):
             continue
         started = time.time()

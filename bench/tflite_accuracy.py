@@ -1,6 +1,6 @@
 """Test-split accuracy and file size of the SavedModel, the float TFLite and the int8 TFLite model.
 
-    .venv/bin/python bench/tflite_accuracy.py --model SERVING_DIR --data-dir PHOTOS
+    .venv/bin/python -m bench.tflite_accuracy --model SERVING_DIR --data-dir PHOTOS
 
 SERVING_DIR is a pushed model (base folder or one version) or a Trainer's serving_model_dir
 with its tflite/ folder. The test split is rebuilt from PHOTOS with ImageExampleGen's own hash
@@ -20,12 +20,13 @@ import shutil
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common
+
+common.tensorflow_defaults(log_level="3")
 
 import numpy as np  # noqa: E402
 
+from bench.photos import list_photos, read_encoded  # noqa: E402
 from components import tflite_export  # noqa: E402
 from components.image_example_gen import images  # noqa: E402
 from pipeline import label_image  # noqa: E402
@@ -36,18 +37,12 @@ BATCH = 32
 
 def split_photos(data_dir, split, testing_percentage, validation_percentage):
     """[(path, class index)] of one split, by ImageExampleGen's hash of the file name."""
-    class_names = images.discover_classes(data_dir)
+    class_names, rows = list_photos(data_dir, testing_percentage, validation_percentage)
     return class_names, [
         (os.path.join(data_dir, relative), index)
-        for index, name in enumerate(class_names)
-        for relative in images.list_class_images(data_dir, name)
-        if images.which_split(relative, testing_percentage, validation_percentage) == split
+        for relative, index, photo_split in rows
+        if photo_split == split
     ]
-
-
-def read_encoded(path):
-    """The bytes label_image sends to a model: upright RGB JPEG, as ImageExampleGen makes."""
-    return images.normalize_image(images.read_image_file(path)).encoded
 
 
 def predict(classify, encoded_photos):

@@ -8,20 +8,17 @@ the MobileNet hub module given plus a 5-class softmax head (random weights), wit
 calibration images. Prints seconds, peak RSS, model sizes and the float model's largest score
 difference from the Keras model.
 
-    .venv/bin/python bench/tflite_speed.py --model-handle MODULE [--calibration-images 150]
+    .venv/bin/python -m bench.tflite_speed --model-handle MODULE [--calibration-images 150]
 """
 
 import argparse
-import os
-import resource
 import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common
+
+common.tensorflow_defaults(log_level="2", onednn=True)
 
 PATHS = ("saved-model", "frozen-graph")
 
@@ -62,13 +59,13 @@ def convert_once(args) -> None:
         return made
 
     tflite_export._converter = converter
-    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    before_mb = int(common.peak_rss_mb())
     started = time.time()
     float_model = tflite_export.to_float_tflite(model, settings)
     float_s = time.time() - started
     int8_model = tflite_export.to_int8_tflite(model, settings, calibration)
     total_s = time.time() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    peak_mb = int(common.peak_rss_mb())
 
     pixels = rng.random((1, size, size, 3), dtype=np.float32)
     interpreter = tf.lite.Interpreter(model_content=float_model)
@@ -92,9 +89,10 @@ def main() -> int:
           "| float MB | int8 MB | float max score difference |")
     print("|---|---|---|---|---|---|---|---|---|")
     for path in PATHS:
-        command = [sys.executable, os.path.abspath(__file__), "--path", path,
-                   "--model-handle", args.model_handle, "--image-size", str(args.image_size),
-                   "--calibration-images", str(args.calibration_images)]
+        command = common.module_command(
+            "bench.tflite_speed", "--path", path, "--model-handle", args.model_handle,
+            "--image-size", str(args.image_size),
+            "--calibration-images", str(args.calibration_images))
         result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
         if result.returncode:
             print(f"tflite_speed.py: the {path} run failed (exit {result.returncode})",

@@ -1,6 +1,7 @@
 """The Trainer's peak memory, phase by phase: its run_fn on a finished run's Transform output.
 
-    .venv/bin/python -m bench.trainer_memory --transformed ROOT/artifacts/Transform/transformed_examples/N \\
+    .venv/bin/python -m bench.trainer_memory \\
+        --transformed ROOT/artifacts/Transform/transformed_examples/N \\
         --transform-graph ROOT/artifacts/Transform/transform_graph/M \\
         --model-handle ../shared/assets/mobilenet_v1_100_224_feature_vector \\
         --classes daisy dandelion roses sunflowers tulips --out /tmp/trainer_memory \\
@@ -17,35 +18,27 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import threading
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from bench import common
 
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+common.tensorflow_defaults(log_level="3", onednn=True)
 
 
 class PhasePeaks(logging.Handler):
-    """{phase: peak RSS}, a phase being the last log message seen."""
+    """{phase: peak RSS in MB (10^6 bytes)}, a phase being the last log message seen."""
 
     def __init__(self):
         super().__init__()
         self.phase, self.peaks = "start", {}
-        threading.Thread(target=self._sample, daemon=True).start()
+        common.PeriodicThread(0.5, self._sample, name="phase-peaks").start()
 
     def emit(self, record):
         self.phase = record.getMessage().splitlines()[0][:70]
 
     def _sample(self):
-        while True:
-            phase = self.phase
-            self.peaks[phase] = max(self.peaks.get(phase, 0.0), rss_mb())
-            time.sleep(0.5)
+        phase = self.phase
+        self.peaks[phase] = max(self.peaks.get(phase, 0.0), common.rss_bytes() / 1e6)
 
 
 def main(argv=None) -> None:

@@ -1,6 +1,5 @@
-"""Fast unit tests of bench/compare.py's helpers: no TensorFlow, no pipeline run."""
+"""Fast unit tests of bench.compare and its parts: no TensorFlow, no pipeline run."""
 
-import importlib.util
 import io
 import os
 import pathlib
@@ -11,13 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_compare", REPO / "bench" / "compare.py")
-compare = importlib.util.module_from_spec(_spec)
-sys.modules["bench_compare"] = compare  # dataclasses look their module up there
-_spec.loader.exec_module(compare)
+from bench import common, compare, compare_report, compare_runs, photos, replica, run_facts
 
-START, END = compare.markers(compare.DEFAULT_MODE)
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+START, END = compare_report.markers(compare_report.DEFAULT_MODE)
 
 
 # --- markers -----------------------------------------------------------------------------------
@@ -28,28 +25,30 @@ def test_replace_section_between_present_markers_keeps_everything_else():
         f"# Benchmarks\n\nintro\n\n## bench/compare.py\n\n{START}\nold table\n{END}\n\n"
         "## later\ntail\n"
     )
-    updated = compare.replace_section(text, compare.DEFAULT_MODE, "new table\n")
+    updated = compare_report.replace_section(text, compare_report.DEFAULT_MODE, "new table\n")
     assert updated == (
         f"# Benchmarks\n\nintro\n\n## bench/compare.py\n\n{START}\nnew table\n{END}\n\n"
         "## later\ntail\n"
     )
     # Idempotent: a second write replaces, never appends.
-    assert compare.replace_section(updated, compare.DEFAULT_MODE, "new table") == updated
+    assert compare_report.replace_section(
+        updated, compare_report.DEFAULT_MODE, "new table") == updated
 
 
 def test_replace_section_appends_heading_and_markers_when_absent():
     text = "# Benchmarks\n\nsome section\n| a | b |\n"
-    updated = compare.replace_section(text, compare.DEFAULT_MODE, "body")
+    updated = compare_report.replace_section(text, compare_report.DEFAULT_MODE, "body")
     assert updated.startswith(text)
     assert updated[len(text):] == f"\n## bench/compare.py\n\n{START}\nbody\n{END}\n"
     # No trailing newline in the original: still a blank line before the new heading.
-    assert compare.replace_section("x", compare.DEFAULT_MODE, "b").startswith("x\n\n## ")
+    assert compare_report.replace_section(
+        "x", compare_report.DEFAULT_MODE, "b").startswith("x\n\n## ")
 
 
 def test_replace_section_modes_do_not_touch_each_other():
-    text = compare.replace_section("# B\n", compare.DEFAULT_MODE, "default body")
-    text = compare.replace_section(text, compare.REPLICATE_MODE, "replicate body")
-    text = compare.replace_section(text, compare.DEFAULT_MODE, "default 2")
+    text = compare_report.replace_section("# B\n", compare_report.DEFAULT_MODE, "default body")
+    text = compare_report.replace_section(text, compare_report.REPLICATE_MODE, "replicate body")
+    text = compare_report.replace_section(text, compare_report.DEFAULT_MODE, "default 2")
     assert "default 2" in text and "default body" not in text
     assert "replicate body" in text
     assert text.count("## bench/compare.py --replicate") == 1
@@ -58,16 +57,16 @@ def test_replace_section_modes_do_not_touch_each_other():
 
 def test_replace_section_refuses_unbalanced_markers():
     with pytest.raises(ValueError, match="unbalanced"):
-        compare.replace_section(f"a\n{START}\nno end\n", compare.DEFAULT_MODE, "b")
+        compare_report.replace_section(f"a\n{START}\nno end\n", compare_report.DEFAULT_MODE, "b")
     with pytest.raises(ValueError):
-        compare.replace_section(f"a\n{END}\n{START}\n", compare.DEFAULT_MODE, "b")
+        compare_report.replace_section(f"a\n{END}\n{START}\n", compare_report.DEFAULT_MODE, "b")
 
 
 def test_write_section_creates_and_updates_file(tmp_path):
     path = tmp_path / "BENCH.md"
-    compare.write_section(str(path), compare.DEFAULT_MODE, "first")
+    compare_report.write_section(str(path), compare_report.DEFAULT_MODE, "first")
     path.write_text(path.read_text() + "\n## after\nkeep me\n")
-    compare.write_section(str(path), compare.DEFAULT_MODE, "second")
+    compare_report.write_section(str(path), compare_report.DEFAULT_MODE, "second")
     text = path.read_text()
     assert "second" in text and "first" not in text and "keep me" in text
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left
@@ -77,16 +76,16 @@ def test_write_section_creates_and_updates_file(tmp_path):
 
 
 def _measurement(label, wall, rss, root, accuracy, times=(), at="Trainer"):
-    return compare.Measurement(
+    return compare_runs.Measurement(
         label=label, wall_s=wall, peak_rss_mb=rss, peak_offset_s=12.0, component_at_peak=at,
         root_mb=root, test_accuracy=accuracy, component_times=list(times),
     )
 
 
 def _context():
-    return compare.RunContext(
+    return compare_report.RunContext(
         date_utc="2026-12-01 10:00 UTC", commit="abc1234", machine="2 cores (nproc)",
-        command="python bench/compare.py --data-dir D", load_before=0.5, load_after=1.5,
+        command="python -m bench.compare --data-dir D", load_before=0.5, load_after=1.5,
         work_dir="/tmp/w",
     )
 
@@ -97,11 +96,11 @@ def test_default_section_has_rows_ratios_and_component_times():
     rerun = _measurement("rerun", 250, 4000, 450, 0.9,
                          [("ImageExampleGen", "CACHED", 0.2), ("Trainer", "COMPLETE", 300.0)])
     reference = _measurement("reference", 1000, 2500, None, 0.885, at="-")
-    section = compare.default_section(_context(), [cold], [rerun], [reference], 3.0,
+    section = compare_report.default_section(_context(), [cold], [rerun], [reference], 3.0,
                                       ["--fine-tune-epochs", "5"])
     lines = section.splitlines()
     assert lines[0] == "### 2026-12-01 10:00 UTC, commit abc1234, 2 cores (nproc)"
-    assert "`python bench/compare.py --data-dir D`" in section
+    assert "`python -m bench.compare --data-dir D`" in section
     assert "| cold | 500 | 5,000 | Trainer (at 12 s) | 300 | 88.9 % |" in lines
     assert "| rerun | 250 | 4,000 | Trainer (at 12 s) | 450 | 90.0 % |" in lines
     assert "| reference | 1,000 | 2,500 | - (at 12 s) | - | 88.5 % |" in lines
@@ -125,7 +124,7 @@ def test_default_section_with_repeats_quotes_every_run_and_the_medians():
     rounds = [round_(500, 90, 400, 0.91), round_(460, 100, 500, 0.92),
               round_(480, 95, 480, 0.93)]
     colds, reruns, references = (list(kind) for kind in zip(*rounds, strict=True))
-    section = compare.default_section(_context(), colds, reruns, references, 3.0, [])
+    section = compare_report.default_section(_context(), colds, reruns, references, 3.0, [])
     lines = section.splitlines()
     assert "3 rounds of cold, rerun, reference, interleaved" in section
     # Every run in run order, then the medians.
@@ -144,7 +143,7 @@ def test_default_section_with_repeats_quotes_every_run_and_the_medians():
 
 def test_median_measurement_ignores_missing_values():
     runs = [_measurement("a", 10, 100, None, None), _measurement("b", 30, 300, 5, 0.5)]
-    median = compare.median_measurement("m", runs)
+    median = compare_runs.median_measurement("m", runs)
     assert (median.wall_s, median.peak_rss_mb, median.root_mb, median.test_accuracy) == (
         20, 200, 5, 0.5)
 
@@ -153,12 +152,12 @@ def test_replicate_section_ratios_and_missing_values():
     one = _measurement("1x", 400, 3000, 200, 0.88, [("Transform", "COMPLETE", 20.0)])
     many = _measurement("3x", 1000, 4500, 600, None, [("Transform", "COMPLETE", 50.0)])
     one.photos, many.photos = 10, 30
-    stats = compare.ReplicaStats(photos=10, written=30, copied_as_is=1)
-    section = compare.replicate_section(_context(), one, many, 3, "/tmp/w/d_x3", stats, [])
+    stats = replica.ReplicaStats(photos=10, written=30, copied_as_is=1)
+    section = compare_report.replicate_section(_context(), one, many, 3, "/tmp/w/d_x3", stats, [])
     assert "| 3x | 30 | 1,000 | 4,500 | Trainer (at 12 s) | 600 | n/a |" in section
     assert "wall **2.50x**, peak RSS **1.50x**, pipeline root **3.00x**" in section
     assert "| Transform | 20.0 | 50.0 | 2.50x |" in section
-    assert compare.ratio(5, 0) == "n/a" and compare.ratio(None, 2) == "n/a"
+    assert compare_report.ratio(5, 0) == "n/a" and compare_report.ratio(None, 2) == "n/a"
 
 
 def test_parse_reference_row_and_summary_accuracy():
@@ -169,14 +168,15 @@ def test_parse_reference_row_and_summary_accuracy():
         "|---|---|---|---|---|---|---|\n"
         "| 913 | 396 | 478 | 8.5 | 86.4 % | 88.5 % | 4143 |\n"
     )
-    row = compare.parse_markdown_row(log, compare.REFERENCE_ACCURACY_COLUMN)
+    row = run_facts.parse_markdown_row(log, compare_runs.REFERENCE_ACCURACY_COLUMN)
     assert row["peak RSS MB"] == "4143"
-    assert compare.parse_percent(row[compare.REFERENCE_ACCURACY_COLUMN]) == pytest.approx(0.885)
-    assert compare.parse_percent("nan %") is None
-    assert compare.parse_markdown_row("no table", compare.REFERENCE_ACCURACY_COLUMN) == {}
+    assert run_facts.parse_percent(
+        row[compare_runs.REFERENCE_ACCURACY_COLUMN]) == pytest.approx(0.885)
+    assert run_facts.parse_percent("nan %") is None
+    assert run_facts.parse_markdown_row("no table", compare_runs.REFERENCE_ACCURACY_COLUMN) == {}
     summary = "Run 1:\n  eval accuracy  92.0%  (min 70.0%)\n  test accuracy  88.9%\n"
-    assert compare.summary_test_accuracy(summary) == pytest.approx(0.889)
-    assert compare.summary_test_accuracy("  test accuracy  n/a\n") is None
+    assert run_facts.summary_test_accuracy(summary) == pytest.approx(0.889)
+    assert run_facts.summary_test_accuracy("  test accuracy  n/a\n") is None
 
 
 def test_rerun_head_c_differs_from_the_cold_runs_cross_validated_choice():
@@ -200,14 +200,14 @@ def test_split_extra_flags_and_flag_value():
 def test_component_at_picks_the_interval_holding_the_moment():
     intervals = [("Trainer", 30.0, 80.0), ("ImageExampleGen", 10.0, 20.0),
                  ("Transform", 20.5, 29.0)]
-    assert compare.component_at(50.0, intervals) == "Trainer"
-    assert compare.component_at(10.0, intervals) == "ImageExampleGen"
-    assert compare.component_at(20.2, intervals) == "between ImageExampleGen and Transform"
-    assert compare.component_at(5.0, intervals) == "before ImageExampleGen"
-    assert compare.component_at(99.0, intervals) == "after Trainer"
-    assert compare.component_at(None, intervals) == "n/a"
+    assert run_facts.component_at(50.0, intervals) == "Trainer"
+    assert run_facts.component_at(10.0, intervals) == "ImageExampleGen"
+    assert run_facts.component_at(20.2, intervals) == "between ImageExampleGen and Transform"
+    assert run_facts.component_at(5.0, intervals) == "before ImageExampleGen"
+    assert run_facts.component_at(99.0, intervals) == "after Trainer"
+    assert run_facts.component_at(None, intervals) == "n/a"
     # Overlapping executions: the one started last.
-    assert compare.component_at(40.0, [*intervals, ("Evaluator", 35.0, 45.0)]) == "Evaluator"
+    assert run_facts.component_at(40.0, [*intervals, ("Evaluator", 35.0, 45.0)]) == "Evaluator"
 
 
 # --- RSS sampling ------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ ALLOCATE = "import time; block = b'x' * (200 * 1024 * 1024); time.sleep(1)"
 
 def test_sampler_sees_a_200_mb_child():
     process = subprocess.Popen([sys.executable, "-c", ALLOCATE])
-    with compare.TreeRssSampler(process.pid, interval_s=0.05) as sampler:
+    with common.TreeRssSampler(process.pid, interval_s=0.05) as sampler:
         process.wait()
     assert sampler.peak_bytes > 150 * 2**20
     assert sampler.peak_time is not None and len(sampler.samples) >= 5
@@ -228,14 +228,14 @@ def test_sampler_sums_the_whole_process_tree():
     # The measured process only waits; the 200 MB live in its grandchild.
     waiter = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {ALLOCATE!r}])"
     process = subprocess.Popen([sys.executable, "-c", waiter])
-    with compare.TreeRssSampler(process.pid, interval_s=0.05) as sampler:
+    with common.TreeRssSampler(process.pid, interval_s=0.05) as sampler:
         process.wait()
     assert sampler.peak_bytes > 150 * 2**20
 
 
 def test_measure_process_names_the_log_of_a_failed_run(tmp_path):
-    with pytest.raises(compare.RunFailed, match=r"exit status 3.*failing\.log"):
-        compare.measure_process(
+    with pytest.raises(compare_runs.RunFailed, match=r"exit status 3.*failing\.log"):
+        compare_runs.measure_process(
             "failing", [sys.executable, "-c", "import sys; print('oops'); sys.exit(3)"],
             str(tmp_path),
         )
@@ -244,7 +244,7 @@ def test_measure_process_names_the_log_of_a_failed_run(tmp_path):
 
 def test_main_exits_1_with_one_line_when_a_run_fails(tmp_path, monkeypatch, capsys):
     def failing(label, *args, **kwargs):
-        raise compare.RunFailed(f"the {label} run failed (exit status 1); see /x/{label}.log")
+        raise compare_runs.RunFailed(f"the {label} run failed (exit status 1); see /x/{label}.log")
 
     monkeypatch.setattr(compare, "measure_pipeline", failing)
     benchmarks = tmp_path / "B.md"
@@ -344,7 +344,7 @@ def test_build_replica_writes_distinct_variants(tmp_path):
     (data / "roses" / "notes.txt").write_text("hello")
     copies = 4
 
-    stats = compare.build_replica(str(data), str(out), copies, progress=False)
+    stats = replica.build_replica(str(data), str(out), copies, progress=False)
 
     assert (stats.photos, stats.written, stats.copied_as_is) == (3, 12, 2)
     for relative in ("daisy/a.jpg", "daisy/b.jpg", "roses/nested/c.jpg"):
@@ -372,25 +372,25 @@ def test_build_replica_writes_distinct_variants(tmp_path):
     files = sorted(str(path.relative_to(out)) for path in out.rglob("*") if path.is_file())
     assert len(files) == 3 * copies + 2
     # The pipeline's own listing sees N times the photos (and the broken one).
-    assert compare.count_photos(str(out)) == 3 * copies + 1
-    assert compare.count_photos(str(data)) == 4
+    assert photos.count_photos(str(out)) == 3 * copies + 1
+    assert photos.count_photos(str(data)) == 4
 
 
 def test_variants_are_all_different_and_cycle_crops():
-    variants = [compare.variant_for(k) for k in range(compare.MAX_REPLICATE)]
-    assert len(set(variants)) == compare.MAX_REPLICATE
-    assert variants[0] == compare.Variant(mirror=False, crop=1.0, quality=0)
+    variants = [replica.variant_for(k) for k in range(replica.MAX_REPLICATE)]
+    assert len(set(variants)) == replica.MAX_REPLICATE
+    assert variants[0] == replica.Variant(mirror=False, crop=1.0, quality=0)
     assert variants[1].mirror and variants[1].crop == 1.0
     assert (variants[2].mirror, variants[2].crop) == (False, 0.90)
     assert (variants[3].mirror, variants[3].crop) == (True, 0.90)
     assert (variants[4].crop, variants[6].crop) == (0.85, 0.80)
     with pytest.raises(ValueError):
-        compare.variant_for(compare.MAX_REPLICATE)
-    assert compare.replica_name("img_01", 3) == "img_01_nohash_x3.jpg"
-    assert compare._replica_stems(["a.jpg", "a.png", "b.jpg"]) == {
+        replica.variant_for(replica.MAX_REPLICATE)
+    assert replica.replica_name("img_01", 3) == "img_01_nohash_x3.jpg"
+    assert replica._replica_stems(["a.jpg", "a.png", "b.jpg"]) == {
         "a.jpg": "a_jpg", "a.png": "a_png", "b.jpg": "b"
     }
-    assert compare.center_crop_box(100, 50, 0.9) == (5, 2, 95, 47)
+    assert replica.center_crop_box(100, 50, 0.9) == (5, 2, 95, 47)
 
 
 def test_disk_usage_counts_hard_links_once(tmp_path):
@@ -398,14 +398,14 @@ def test_disk_usage_counts_hard_links_once(tmp_path):
     os.link(tmp_path / "a", tmp_path / "b")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c").write_bytes(b"y" * 2**19)
-    assert compare.disk_usage_mb(str(tmp_path)) == pytest.approx(1.5)
+    assert compare_runs.disk_usage_mb(str(tmp_path)) == pytest.approx(1.5)
 
 
 def test_help_and_no_tensorflow_in_the_parent():
     completed = subprocess.run(
         [sys.executable, "-c",
          "import runpy, sys; sys.argv = ['compare.py', '-h']\n"
-         "try:\n    runpy.run_path('bench/compare.py', run_name='__main__')\n"
+         "try:\n    runpy.run_module('bench.compare', run_name='__main__', alter_sys=True)\n"
          "except SystemExit:\n    pass\n"
          "print('TF loaded' if 'tensorflow' in sys.modules else 'TF not loaded')"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
@@ -453,7 +453,7 @@ def test_read_run_facts_from_a_small_metadata_store(tmp_path):
     execute(new_run, "Evaluator", pb.Execution.COMPLETE, ["/new/eval_split"])
     execute(new_run, results.TEST_EVALUATOR_ID, pb.Execution.COMPLETE, ["/new/test_split"])
 
-    facts = compare.read_run_facts(str(tmp_path))
+    facts = run_facts.read_run_facts(str(tmp_path))
 
     assert [(node, state) for node, state, _ in facts.component_times] == [
         ("Trainer", "CACHED"), ("Evaluator", "COMPLETE"), (results.TEST_EVALUATOR_ID, "COMPLETE")
@@ -463,4 +463,4 @@ def test_read_run_facts_from_a_small_metadata_store(tmp_path):
         "Trainer", "Evaluator", results.TEST_EVALUATOR_ID
     ]
     assert all(before - 1 <= start <= end <= time.time() + 1 for _, start, end in facts.intervals)
-    assert compare.read_run_facts(str(tmp_path / "missing")) == compare.RunFacts()
+    assert run_facts.read_run_facts(str(tmp_path / "missing")) == run_facts.RunFacts()
