@@ -4,15 +4,20 @@
 
 Compares, on the same photos and threads:
 - the bare MobileNet forward pass: the hub module alone on float pixels (no preprocessing, no
-  head): the floor the goals are set against;
+  head) at the size the model's preprocessing gives: the floor the goals are set against; and
+  the same for every serving view (components/views.py), the floor of a model that averages
+  them. With `resize` short-side (preprocessing.json beside the TFLite models) HUB_MODULE must
+  take any size: the pipeline's `<root>/backbones/<key>-any-size`;
 - the SavedModel through label_image's classifier (serving_default on encoded JPEG bytes:
   Transform graph, decode, network, head);
 - the float and int8 TFLite models through label_image's TFLite classifier (the training
   preprocessing in TensorFlow, then the TFLite interpreter), with one thread and with one
   per CPU.
 Each is warmed up first; one photo is the median of --repeats calls, a batch the median of
---batch-repeats calls. SERVING_DIR needs its tflite/ folder (`python -m bench.tflite_accuracy
---convert-to` writes one for an older pushed model).
+--batch-repeats calls. All photos are of one shape once prepared (the commonest among the
+first few hundred), so that a bare batch exists to compare with. SERVING_DIR needs its
+tflite/ folder (`python -m bench.tflite_accuracy --convert-to` writes one for an older pushed
+model).
 """
 
 import argparse
@@ -48,14 +53,26 @@ def bare_forward(backbone):
     return forward
 
 
-def photos(data_dir, count):
+def photos(data_dir, count, to_pixels, scan=400):
     """`count` photos of data_dir, the classes in turn, as label_image sends them (upright RGB
-    JPEG bytes): a batch mixes photo sizes and contents."""
+    JPEG bytes), all of the commonest prepared shape among the first `scan`."""
+    import collections
+
+    import tensorflow as tf
+
     per_class = [images.list_class_images(data_dir, name)
                  for name in images.discover_classes(data_dir)]
     paths = [os.path.join(data_dir, files[index])
-             for index in range(count) for files in per_class if index < len(files)]
-    return [read_encoded(path) for path in paths[:count]]
+             for index in range(scan) for files in per_class if index < len(files)]
+    by_shape = collections.defaultdict(list)
+    for path in paths[:scan]:
+        encoded = read_encoded(path)
+        by_shape[tuple(to_pixels(tf.constant([encoded])).shape[1:3])].append(encoded)
+    shape, chosen = max(by_shape.items(), key=lambda item: len(item[1]))
+    if len(chosen) < count:
+        raise SystemExit(f"only {len(chosen)} photos of one prepared shape {shape}: lower "
+                         "--batch-size")
+    return shape, chosen[:count]
 
 
 def main(argv=None):
@@ -66,14 +83,24 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=50, help="one-photo calls timed")
     parser.add_argument("--batch-repeats", type=int, default=10, help="batch calls timed")
+    parser.add_argument("--views", nargs="+", default=["plain"], help="the model's views "
+                        "(its --views), for the bare floor of them all")
     args = parser.parse_args(argv)
     load_at_start = os.getloadavg()[0]
 
     import tensorflow as tf
 
+    from components import serving, views
+    from pipeline.config import TrainingConfig
+
     model_dir = label_image.resolve_model_dir(args.model)
     tflite_dir = model_dir / tflite_export.TFLITE_DIR
-    encoded = photos(args.data_dir, args.batch_size)
+    float_model = tf.lite.Interpreter(str(tflite_dir / tflite_export.FLOAT_MODEL_FILE))
+    image_size, resize = label_image.read_tflite_preprocessing(
+        tflite_dir / tflite_export.FLOAT_MODEL_FILE,
+        int(float_model.get_input_details()[0]["shape"][1]))
+    to_pixels = label_image.training_pixels_function(image_size, resize)
+    shape, encoded = photos(args.data_dir, args.batch_size, to_pixels)
     singles = [[photo] for photo in encoded]
     batch = [encoded]
 
@@ -86,19 +113,27 @@ def main(argv=None):
             classifiers[f"TFLite {kind}, label_image, {threads} thread(s)"] = (
                 label_image.load_tflite_classifier(tflite_dir / file_name, threads)
             )
-    float_model = tf.lite.Interpreter(str(tflite_dir / tflite_export.FLOAT_MODEL_FILE))
-    to_pixels = label_image.training_pixels_function(
-        int(float_model.get_input_details()[0]["shape"][1])
-    )
     pixel_singles = [to_pixels(tf.constant(single)).numpy() for single in singles]
-    pixel_batch = [to_pixels(tf.constant(encoded)).numpy()]
+    pixel_batch = [tf.concat(pixel_singles, axis=0).numpy()]
+    settings = TrainingConfig(model_handle=args.backbone, image_size=image_size, resize=resize,
+                              views=tuple(args.views), class_names=("unused",))
+    view_names = serving.serving_views(settings)
 
     rows = {}
     forward = bare_forward(args.backbone)
-    rows["bare MobileNet forward pass (hub module, float pixels)"] = (
+    rows[f"bare MobileNet forward pass (hub module, float pixels {shape[0]}x{shape[1]})"] = (
         median_seconds(forward, pixel_singles, args.repeats),
         median_seconds(forward, pixel_batch, args.batch_repeats),
     )
+    if len(view_names) > 1:
+        def every_view(pixels):
+            return [forward(views.apply_view(tf.constant(pixels), view).numpy())
+                    for view in view_names]
+
+        rows[f"bare forward passes of the views {', '.join(view_names)}"] = (
+            median_seconds(every_view, pixel_singles, args.repeats),
+            median_seconds(every_view, pixel_batch, args.batch_repeats),
+        )
     rows["preprocessing alone (TFLite path: decode, resize, JPEG, decode)"] = (
         median_seconds(lambda data: to_pixels(tf.constant(data)).numpy(), singles,
                        args.repeats),
@@ -110,7 +145,8 @@ def main(argv=None):
                       median_seconds(classify, batch, args.batch_repeats))
 
     bare_one, bare_batch = next(iter(rows.values()))
-    print(f"model {model_dir}, backbone {args.backbone}, {common.cpu_count()} CPUs; "
+    print(f"model {model_dir} ({resize}, {image_size}), backbone {args.backbone}, "
+          f"{common.cpu_count()} CPUs; "
           f"1-minute load average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at "
           f"end; one photo: median of "
           f"{args.repeats} calls; batch of {args.batch_size}: median of {args.batch_repeats}")
