@@ -31,7 +31,7 @@ class PhasePeaks(logging.Handler):
     def __init__(self):
         super().__init__()
         self.phase, self.peaks = "start", {}
-        common.PeriodicThread(0.5, self._sample, name="phase-peaks").start()
+        common.PeriodicThread(0.5, self._sample).start()
 
     def emit(self, record):
         self.phase = record.getMessage().splitlines()[0][:70]

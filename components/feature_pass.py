@@ -8,6 +8,7 @@ long side), and a batch needs one shape. The feature pass knows every photo up f
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 
@@ -24,8 +25,6 @@ logger = logging.getLogger(__name__)
 # Half of 32: the Trainer's peak fell by 740 MB with this, malloc's arenas capped at two by
 # runner_local.py and the heap trimmed after the pass (BENCHMARKS.md, issue 15), no slower.
 FEATURE_BATCH = 16
-# Python ints, so tf.data sees one shape key per distinct (height, width).
-_SHAPE_KEY_BASE = 1 << 20
 
 
 def _expand_patterns(file_patterns: list[str]) -> list[str]:
@@ -52,8 +51,8 @@ def parser(tf_transform_output: tft.TFTransformOutput):
 
 
 def _shape_key(image: tf.Tensor) -> tf.Tensor:
-    shape = tf.cast(tf.shape(image), tf.int64)
-    return shape[0] * _SHAPE_KEY_BASE + shape[1]
+    shape = tf.shape(image)
+    return transform_module.shape_key(shape[0], shape[1])
 
 
 def by_shape(dataset: tf.data.Dataset, batch_size: int, image_of) -> tf.data.Dataset:
@@ -98,14 +97,11 @@ def shape_batches(shapes: list[tuple[int, int]], batch_size: int) -> list[np.nda
     by 1 GB on 600 photos).
     """
     order = sorted(range(len(shapes)), key=lambda position: (shapes[position], position))
-    batches, start = [], 0
-    while start < len(order):
-        end = start
-        while (end < len(order) and end - start < batch_size
-               and shapes[order[end]] == shapes[order[start]]):
-            end += 1
-        batches.append(np.asarray(order[start:end], np.int64))
-        start = end
+    batches = []
+    for _, same_shape in itertools.groupby(order, key=shapes.__getitem__):
+        same_shape = list(same_shape)
+        batches += [np.asarray(same_shape[start:start + batch_size], np.int64)
+                    for start in range(0, len(same_shape), batch_size)]
     return batches
 
 
@@ -118,11 +114,8 @@ def _decoded_batches(jpegs: list[bytes], batches: list[np.ndarray], settings):
 
     def decode(batch_index):
         positions = flat[starts[batch_index]:starts[batch_index] + sizes[batch_index]]
-        images = tf.map_fn(
-            lambda jpeg: transform_module.decode_transformed_image(
-                jpeg, settings.image_size, settings.resize),
-            tf.gather(encoded, positions),
-            fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32))
+        images = transform_module.decode_transformed_images(
+            tf.gather(encoded, positions), settings.image_size, settings.resize)
         return positions, images
 
     dataset = tf.data.Dataset.range(len(batches)).map(decode, num_parallel_calls=2)

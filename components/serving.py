@@ -20,8 +20,6 @@ from pipeline import config as config_lib  # noqa: E402
 SERVING_IMAGES_SIGNATURE = "serving_default"
 SERVING_EXAMPLES_SIGNATURE = "serving_examples"
 LABELS_FILE = "labels.txt"
-# Packs (height, width) into one int32 key; the resized sides stay far below it.
-_SHAPE_KEY_BASE = 1 << 15
 
 
 def serving_views(settings) -> tuple[str, ...]:
@@ -49,25 +47,21 @@ def score_jpegs(model, jpegs: tf.Tensor, settings, pad_single: bool = False) -> 
     """
     view_names = serving_views(settings)
 
-    def decode_all(batch, shape):
-        return tf.map_fn(
-            lambda jpeg: transform_module.decode_transformed_image(
-                jpeg, settings.image_size, settings.resize),
-            batch, fn_output_signature=tf.TensorSpec(shape, tf.float32))
+    def decode_all(batch):
+        return transform_module.decode_transformed_images(batch, settings.image_size,
+                                                          settings.resize)
 
     if settings.resize == transform_module.SQUASH:
-        size = settings.image_size
-        pixels = decode_all(jpegs, [size, size, 3])
-        return score_pixels(model, pixels, view_names, pad_single)
+        return score_pixels(model, decode_all(jpegs), view_names, pad_single)
     shapes = tf.map_fn(tf.image.extract_jpeg_shape, jpegs,
                        fn_output_signature=tf.TensorSpec([3], tf.int32))
-    distinct, shape_of = tf.unique(shapes[:, 0] * _SHAPE_KEY_BASE + shapes[:, 1])
+    distinct, shape_of = tf.unique(transform_module.shape_key(shapes[:, 0], shapes[:, 1]))
     num_shapes = tf.size(distinct)
     scores = tf.zeros([tf.shape(jpegs)[0], len(settings.class_names)], tf.float32)
 
     def score_one_shape(index, scores):
         members = tf.where(tf.equal(shape_of, index))
-        pixels = decode_all(tf.gather_nd(jpegs, members), [None, None, 3])
+        pixels = decode_all(tf.gather_nd(jpegs, members))
         scored = score_pixels(model, pixels, view_names, pad_single)
         return index + 1, tf.tensor_scatter_nd_update(scores, members, scored)
 

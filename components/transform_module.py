@@ -90,6 +90,24 @@ def decode_transformed_image(jpeg: tf.Tensor, image_size: int, mode: str = SQUAS
     return tf.ensure_shape(image, [None, None, 3])
 
 
+def decode_transformed_images(jpegs: tf.Tensor, image_size: int, mode: str = SQUASH
+                              ) -> tf.Tensor:
+    """[B] resized JPEGs of one shape to float32 pixels [B, h, w, 3], as
+    `decode_transformed_image` decodes each."""
+    side = image_size if mode == SQUASH else None
+    return tf.map_fn(lambda jpeg: decode_transformed_image(jpeg, image_size, mode), jpegs,
+                     fn_output_signature=tf.TensorSpec([side, side, 3], tf.float32))
+
+
+# Packs a resized (height, width) into one int64 key; the sides stay far below it.
+_SHAPE_KEY_BASE = 1 << 20
+
+
+def shape_key(height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """One int64 per distinct (height, width), for grouping photos of one shape."""
+    return tf.cast(height, tf.int64) * _SHAPE_KEY_BASE + tf.cast(width, tf.int64)
+
+
 def _flatten(feature: tf.Tensor) -> tf.Tensor:
     """Schema features have shape [batch, 1]; the outputs are [batch]."""
     return tf.reshape(feature, [-1])

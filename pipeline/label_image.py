@@ -291,17 +291,10 @@ def training_pixels_function(image_size: int, resize: str = "squash"):
 
     from components import transform_module
 
-    side = image_size if resize == transform_module.SQUASH else None
-    pixel_spec = tf.TensorSpec([side, side, 3], tf.float32)
-
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def pixels(encoded_images):
         resized = transform_module.resize_to_jpeg(encoded_images, image_size, resize)
-        return tf.map_fn(
-            lambda jpeg: transform_module.decode_transformed_image(jpeg, image_size, resize),
-            resized,
-            fn_output_signature=pixel_spec,
-        )
+        return transform_module.decode_transformed_images(resized, image_size, resize)
 
     return pixels
 
