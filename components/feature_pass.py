@@ -93,8 +93,8 @@ def shape_batches(shapes: list[tuple[int, int]], batch_size: int) -> list[np.nda
     """Positions into `shapes`, in batches of at most `batch_size` of one shape each.
 
     Sorted by shape first, so the pass decodes one batch at a time and holds no partial batch
-    of every shape at once (tf.data's group_by_window held 19 of them: the feature pass grew
-    by 1 GB on 600 photos).
+    of every shape at once, as tf.data's group_by_window did (BENCHMARKS.md, "The Trainer's
+    memory").
     """
     order = sorted(range(len(shapes)), key=lambda position: (shapes[position], position))
     batches = []
