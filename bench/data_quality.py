@@ -33,8 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from components import label_issues, linear_head  # noqa: E402
 from components.image_example_gen import images, near_duplicates  # noqa: E402
+from models import label_issues, linear_head  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 
 FOLDS = 5
@@ -151,7 +151,7 @@ def load_features(directory: str):
 
 
 def _weights(labels, num_classes):
-    from components.trainer_module import class_weights
+    from models.trainer_module import class_weights
 
     return class_weights(labels, num_classes, "auto")
 

@@ -5,7 +5,7 @@
 Compares, on the same photos and threads:
 - the bare MobileNet forward pass: the hub module alone on float pixels (no preprocessing, no
   head) at the size the model's preprocessing gives: the floor the goals are set against; and
-  the same for every serving view (components/views.py), the floor of a model that averages
+  the same for every serving view (models/views.py), the floor of a model that averages
   them. With `resize` short-side (preprocessing.json beside the TFLite models) HUB_MODULE must
   take any size: the pipeline's `<root>/backbones/<key>-any-size`;
 - the SavedModel through label_image's classifier (serving_default on encoded JPEG bytes:
@@ -28,9 +28,9 @@ from bench import common
 common.tensorflow_defaults(log_level="3")
 
 from bench.photos import read_encoded  # noqa: E402
-from components import tflite_export  # noqa: E402
 from components.image_example_gen import images  # noqa: E402
-from pipeline import label_image  # noqa: E402
+from models import tflite_export  # noqa: E402
+from tools import label_image  # noqa: E402
 
 WARMUP_CALLS = 3
 
@@ -90,8 +90,8 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from components import serving, views
-    from pipeline.config import TrainingConfig
+    from models import serving, views
+    from models.training_config import TrainingConfig
 
     model_dir = label_image.resolve_model_dir(args.model)
     tflite_dir = model_dir / tflite_export.TFLITE_DIR

@@ -10,7 +10,7 @@ classifiers, so the TFLite models get exactly the training preprocessing.
 
 A model pushed before the Trainer wrote TFLite files has no tflite/ folder: with
 `--convert-to OUT` the SavedModel is copied to OUT and its tflite/ folder written there by
-`components/tflite_export.py`, calibrated on --calibration-images photos of the train split (the
+`models/tflite_export.py`, calibrated on --calibration-images photos of the train split (the
 Trainer calibrates on its train dataset the same way), then OUT is measured.
 """
 
@@ -27,10 +27,10 @@ common.tensorflow_defaults(log_level="3")
 import numpy as np  # noqa: E402
 
 from bench.photos import list_photos, read_encoded  # noqa: E402
-from components import tflite_export  # noqa: E402
 from components.image_example_gen import images  # noqa: E402
-from pipeline import label_image  # noqa: E402
-from pipeline.config import TrainingConfig  # noqa: E402
+from models import tflite_export  # noqa: E402
+from models.training_config import TrainingConfig  # noqa: E402
+from tools import label_image  # noqa: E402
 
 BATCH = 32
 

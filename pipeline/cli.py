@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from models import features, training_config
 from pipeline import config as config_lib
 from pipeline import logs
 
@@ -75,14 +76,14 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                        f"short-side, the square's side with squash; 0: {default['image_size']}, "
                        "or the module's own size for a fixed-size module other than MobileNet "
                        "V1 (MobileNet V1 modules are rebuilt to take any size)")
-    model.add_argument("--resize", choices=config_lib.RESIZE_MODES, default=None,
+    model.add_argument("--resize", choices=features.RESIZE_MODES, default=None,
                        help="short-side keeps each photo's aspect ratio; squash makes it square "
                        f"as retrain.py did (default {default['resize']}, or squash for a "
                        "fixed-size module that cannot be rebuilt)")
     training = parser.add_argument_group("training")
     training.add_argument("--views", default=None,
                           help="comma-separated views of each photo the head is trained on: "
-                          f"{config_lib.PLAIN_VIEW} (as resized, first), {config_lib.MIRROR_VIEW}"
+                          f"{features.PLAIN_VIEW} (as resized, first), {features.MIRROR_VIEW}"
                           ", squash<N> (squashed to NxN, a second scale); default "
                           f"{','.join(default['views'])} (plain alone for a fixed-size module "
                           "that cannot be rebuilt)")
@@ -93,7 +94,7 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
     training.add_argument("--head-c", type=float, default=default["head_c"],
                           help="regularisation C of the logistic-regression head (more is "
                           "less regularised); 0 chooses it from "
-                          f"{', '.join(f'{c:g}' for c in config_lib.HEAD_C_GRID)} by 5-fold "
+                          f"{', '.join(f'{c:g}' for c in training_config.HEAD_C_GRID)} by 5-fold "
                           "cross-validation over the train photos")
     training.add_argument("--exclude-suspected-label-errors", action=argparse.BooleanOptionalAction,
                           default=default["exclude_suspected_label_errors"],
@@ -124,12 +125,12 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                           "up or down while fine-tuning")
     training.add_argument("--label-smoothing", type=float, default=default["label_smoothing"],
                           help="label smoothing of fine-tuning's cross-entropy loss")
-    training.add_argument("--class-weights", choices=config_lib.CLASS_WEIGHT_MODES,
+    training.add_argument("--class-weights", choices=training_config.CLASS_WEIGHT_MODES,
                           default=default["class_weights"],
                           help="weight the loss by inverse class frequency; auto does so when "
-                          f"the largest train class has over {config_lib.CLASS_WEIGHT_AUTO_RATIO}"
-                          "x the photos of the smallest")
-    training.add_argument("--lr-schedule", choices=config_lib.LR_SCHEDULES,
+                          "the largest train class has over "
+                          f"{training_config.CLASS_WEIGHT_AUTO_RATIO}x the photos of the smallest")
+    training.add_argument("--lr-schedule", choices=training_config.LR_SCHEDULES,
                           default=default["lr_schedule"],
                           help="cosine decays fine-tuning's learning rate to 0 over its epochs")
     training.add_argument("--train-batch-size", type=int, default=default["train_batch_size"],
@@ -211,7 +212,9 @@ def code_fingerprint(repo_root: pathlib.Path = REPO_ROOT) -> str:
     Tests and the command line itself are left out: editing them must not retrain.
     """
     digest = hashlib.sha256()
-    sources = sorted(repo_root.glob("components/**/*.py")) + [repo_root / "pipeline" / "config.py"]
+    # The module code and the custom components import nothing of pipeline/ (tests/test_layers.py).
+    sources = [path for folder in ("models", "components")
+               for path in sorted(repo_root.glob(f"{folder}/**/*.py"))]
     for path in sources:
         if not path.name.endswith("_test.py"):
             digest.update(str(path.relative_to(repo_root)).encode())
@@ -290,7 +293,7 @@ def module_image_size(model_path: str) -> int | None:
 
 def module_is_mobilenet_v1(model_path: str) -> bool:
     """Whether the module's variables carry tf_keras's MobileNet V1 names, so that
-    components/resolution_free.py can rebuild it at any input size."""
+    models/resolution_free.py can rebuild it at any input size."""
     names = {
         node.variable.name.split(":")[0]
         for meta_graph in _saved_model_proto(model_path).meta_graphs
@@ -326,7 +329,7 @@ def choose_views(flag: str | None, resizable: bool, model_path: str) -> tuple[st
     views = tuple(v.strip() for v in flag.split(",") if v.strip()) if flag else default["views"]
     if resizable:
         return views
-    fixed = tuple(v for v in views if v in (config_lib.PLAIN_VIEW, config_lib.MIRROR_VIEW))
+    fixed = tuple(v for v in views if v in (features.PLAIN_VIEW, features.MIRROR_VIEW))
     if flag and fixed != views:
         raise CliError(
             f"--views {flag}: the module {model_path} takes only its own size, so squash<N> "

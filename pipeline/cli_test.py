@@ -5,8 +5,8 @@ from unittest import mock
 
 import pytest
 
+from models import training_config
 from pipeline import cli
-from pipeline import config as config_lib
 from tests.support import make_image_folder
 
 
@@ -93,7 +93,7 @@ def test_flower_classes_use_the_flowers_schema(tmp_path, hub_dir):
     assert calls[0].schema_path.endswith("schemas/flowers/schema.pbtxt")
     defaults = calls[0].training
     assert (defaults.image_size, defaults.resize, defaults.views) == (
-        config_lib.DEFAULT_IMAGE_SIZE, "short-side", ("plain", "squash224"))
+        training_config.DEFAULT_IMAGE_SIZE, "short-side", ("plain", "squash224"))
 
 
 def test_environment_variables_set_defaults(tmp_path, hub_dir, monkeypatch):
@@ -175,15 +175,15 @@ def test_interrupt_says_how_to_resume(tmp_path, hub_dir, capsys):
 
 
 def test_code_fingerprint_changes_with_component_code_only(tmp_path):
-    for relative in ("components/trainer_module.py", "components/trainer_module_test.py",
+    for relative in ("models/trainer_module.py", "models/trainer_module_test.py",
                      "pipeline/config.py"):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(cli.REPO_ROOT / relative, tmp_path / relative)
     before = cli.code_fingerprint(tmp_path)
-    with open(tmp_path / "components/trainer_module_test.py", "a") as test_file:
+    with open(tmp_path / "models/trainer_module_test.py", "a") as test_file:
         test_file.write("# a test edit\n")
     assert cli.code_fingerprint(tmp_path) == before
-    with open(tmp_path / "components/trainer_module.py", "a") as module:
+    with open(tmp_path / "models/trainer_module.py", "a") as module:
         module.write("# a code edit\n")
     assert cli.code_fingerprint(tmp_path) != before
 

@@ -32,6 +32,7 @@ from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.images import EVAL, TEST, TRAIN
 from components.metrics_on_artifacts import executor as metrics_executor
 from components.run_report.component import RunReport
+from models import features
 from pipeline import config as config_lib
 from pipeline import results
 from pipeline.config import PipelineConfig
@@ -170,7 +171,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         baseline_model=latest_blessed_model.outputs["model"],
         example_splits=[EVAL],
         eval_config=make_eval_config(
-            config_lib.LABEL_KEY, config.evaluation.min_accuracy, config_lib.LABEL_NAME_KEY
+            features.LABEL_KEY, config.evaluation.min_accuracy, features.LABEL_NAME_KEY
         ),
     )
     # TFX's Evaluator takes no custom executor as an argument; its spec is an attribute.
@@ -197,7 +198,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
             example_splits=[TEST],
-            eval_config=make_eval_config(config_lib.LABEL_KEY, None, config_lib.LABEL_NAME_KEY),
+            eval_config=make_eval_config(features.LABEL_KEY, None, features.LABEL_NAME_KEY),
         ).with_id(results.TEST_EVALUATOR_ID)
         test_evaluator.executor_spec = EVALUATOR_EXECUTOR
         components[test_evaluator.id] = test_evaluator

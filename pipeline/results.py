@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.config import LABEL_ISSUES_FILE, PipelineConfig
+from models.features import LABEL_ISSUES_FILE
+from pipeline.config import PipelineConfig
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 TEST_EVALUATOR_ID = "TestEvaluator"
@@ -252,7 +253,7 @@ def summarize(config: PipelineConfig) -> str:
             "  pushed model   none: the model was not blessed (see the Evaluator's output)"
         )
     lines.append(
-        f"  TensorBoard    python -m pipeline.tensorboard --pipeline-root {config.pipeline_root}"
+        f"  TensorBoard    python -m tools.tensorboard --pipeline-root {config.pipeline_root}"
     )
     if results.run_report:
         lines.append(f"  run report     {results.run_report}")

@@ -180,7 +180,7 @@ def test_parse_reference_row_and_summary_accuracy():
 
 
 def test_rerun_head_c_differs_from_the_cold_runs_cross_validated_choice():
-    from pipeline.config import TrainingConfig
+    from models.training_config import TrainingConfig
 
     assert TrainingConfig(model_handle="m").head_c == 0  # the cold run chooses C itself
     assert compare.RERUN_HEAD_C > 0

@@ -199,8 +199,8 @@ def test_rerun_with_unchanged_photos_is_all_cached(first_run):
 
 
 def _inspect(capsys, *args):
-    """stdout of `python -m pipeline.inspect_metadata ARGS`, run in-process."""
-    from pipeline import inspect_metadata
+    """stdout of `python -m tools.inspect_metadata ARGS`, run in-process."""
+    from tools import inspect_metadata
 
     code = inspect_metadata.main(list(args))
     captured = capsys.readouterr()
@@ -262,7 +262,7 @@ def test_inspect_lineage_of_the_pushed_model_reaches_the_photos(first_run, capsy
 
 
 def test_inspect_without_a_store_is_one_line_and_exit_2(tmp_path, capsys):
-    from pipeline import inspect_metadata
+    from tools import inspect_metadata
 
     assert inspect_metadata.main(["lineage", "--pipeline-root", str(tmp_path / "none")]) == 2
     captured = capsys.readouterr()

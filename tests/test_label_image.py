@@ -15,8 +15,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline import label_image  # noqa: E402
-from pipeline.config import TrainingConfig  # noqa: E402
+from models.training_config import TrainingConfig  # noqa: E402
+from tools import label_image  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLASS_NAMES = ["red", "green", "blue"]
@@ -276,7 +276,7 @@ def tflite_dir(tmp_path_factory):
     """model_float.tflite, model_int8.tflite and labels.txt, as the Trainer writes them."""
     import numpy as np
 
-    from components import tflite_export
+    from models import tflite_export
 
     rng = np.random.default_rng(0)
     calibration = [rng.uniform(0, 1, (1, TFLITE_SIZE, TFLITE_SIZE, 3)).astype(np.float32)
@@ -295,7 +295,7 @@ def any_shape_tflite_dir(tmp_path_factory):
     """The same model for photos that keep their aspect ratio, with a mirror view."""
     import numpy as np
 
-    from components import tflite_export
+    from models import tflite_export
 
     rng = np.random.default_rng(0)
     calibration = [rng.uniform(0, 1, (1, TFLITE_SIZE, TFLITE_SIZE + 16 * (i % 2), 3))
@@ -411,7 +411,7 @@ def test_tflite_pixels_are_the_training_pixels(photos):
     """The Transform's resize + JPEG re-encoding, then the Trainer's decoding."""
     import numpy as np
 
-    from components import transform_module
+    from models import transform_module
 
     encoded = [(photos / "red.png").read_bytes(), (photos / "nested" / "green.jpg").read_bytes()]
     pixels = label_image.training_pixels_function(TFLITE_SIZE)(tf.constant(encoded)).numpy()

@@ -162,7 +162,7 @@ def test_airflow_executes_every_task_of_the_dag_successfully(airflow_run):
 
 
 def test_airflow_run_pushed_a_model_with_lineage_back_to_the_photos(airflow_run, capsys):
-    from pipeline import inspect_metadata, results
+    from tools import inspect_metadata, results
 
     root, completed = airflow_run
     assert completed.returncode == 0, completed.stderr[-3000:]

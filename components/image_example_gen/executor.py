@@ -29,6 +29,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
 from components.image_example_gen import images, near_duplicates
+from models import features
 from pipeline import config as config_lib
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,10 @@ def make_example(
     return tf.train.Example(
         features=tf.train.Features(
             feature={
-                config_lib.IMAGE_KEY: _bytes_feature(image.encoded),
-                config_lib.LABEL_KEY: _int_feature(label),
-                config_lib.LABEL_NAME_KEY: _bytes_feature(label_name.encode("utf-8")),
-                config_lib.FILENAME_KEY: _bytes_feature(file_name.encode("utf-8")),
+                features.IMAGE_KEY: _bytes_feature(image.encoded),
+                features.LABEL_KEY: _int_feature(label),
+                features.LABEL_NAME_KEY: _bytes_feature(label_name.encode("utf-8")),
+                features.FILENAME_KEY: _bytes_feature(file_name.encode("utf-8")),
                 "image/height": _int_feature(image.height),
                 "image/width": _int_feature(image.width),
             }
@@ -178,8 +179,8 @@ def thumbnail_example(image: images.NormalizedImage, relative_path: str) -> byte
     return tf.train.Example(
         features=tf.train.Features(
             feature={
-                config_lib.FILENAME_KEY: _bytes_feature(relative_path.encode("utf-8")),
-                config_lib.IMAGE_KEY: _bytes_feature(images.thumbnail_jpeg(image.encoded)),
+                features.FILENAME_KEY: _bytes_feature(relative_path.encode("utf-8")),
+                features.IMAGE_KEY: _bytes_feature(images.thumbnail_jpeg(image.encoded)),
             }
         )
     ).SerializeToString()

@@ -15,7 +15,7 @@ from tfx.types import standard_artifacts  # noqa: E402
 
 from components.image_example_gen import driver, executor, images  # noqa: E402
 from components.image_example_gen.component import ImageExampleGen  # noqa: E402
-from pipeline import config as config_lib  # noqa: E402
+from models import features
 from tests.support import make_corrupt_file, make_image_folder  # noqa: E402
 from tests.support.images import (  # noqa: E402
     CHANGING,
@@ -71,13 +71,13 @@ def test_converts_every_image_into_the_retrain_split(tmp_path):
     assert sum(len(examples) for examples in by_split.values()) == 24
     for split, examples in by_split.items():
         for example in examples:
-            file_name = _feature(example, config_lib.FILENAME_KEY).decode()
+            file_name = _feature(example, features.FILENAME_KEY).decode()
             assert images.which_split(file_name, 10, 10) == split
-            class_name = _feature(example, config_lib.LABEL_NAME_KEY).decode()
+            class_name = _feature(example, features.LABEL_NAME_KEY).decode()
             assert file_name.startswith(class_name + "/")
-            assert _feature(example, config_lib.LABEL_KEY) == ["ant", "bee"].index(class_name)
+            assert _feature(example, features.LABEL_KEY) == ["ant", "bee"].index(class_name)
             # PNGs are stored as RGB JPEG, so later steps see one format.
-            assert _feature(example, config_lib.IMAGE_KEY)[:2] == b"\xff\xd8"
+            assert _feature(example, features.IMAGE_KEY)[:2] == b"\xff\xd8"
     assert artifact.get_int_custom_property("num_images") == 24
     assert artifact.split_names == '["train", "eval", "test"]'
 
@@ -87,7 +87,7 @@ def test_written_splits_mix_the_classes_and_carry_their_format(tmp_path):
     # smaller than the data then could not mix them.
     photos = make_image_folder(tmp_path / "photos", {"ant": 20, "bee": 20})
     _, by_split, artifact = convert(photos, ["ant", "bee"], tmp_path / "out", testing=0)
-    first_labels = {_feature(example, config_lib.LABEL_KEY) for example in by_split["train"][:10]}
+    first_labels = {_feature(example, features.LABEL_KEY) for example in by_split["train"][:10]}
     assert first_labels == {0, 1}
     assert examples_utils.get_payload_format_string(artifact) == "FORMAT_TF_EXAMPLE"
     assert examples_utils.get_file_format(artifact) == "tfrecords_gzip"
@@ -198,7 +198,7 @@ def test_near_copies_share_the_split_of_the_oldest_and_a_copy_in_another_class_c
         [f"ant/{original}", f"ant/{resized}", "ant/cropped.jpg", "ant/retoned.jpg"])
     assert group["oldest"] == f"ant/{original}" and group["split"] == split
     assert 0 < group["distance"] <= report["near_duplicate_distance"] == 64
-    where = {_feature(example, config_lib.FILENAME_KEY).decode(): name
+    where = {_feature(example, features.FILENAME_KEY).decode(): name
              for name, examples in by_split.items() for example in examples}
     assert {where[name] for name in group["files"]} == {split}
     # Another photo of the same scene is no copy; a copy in another class is a conflict.
@@ -213,8 +213,8 @@ def test_near_copies_share_the_split_of_the_oldest_and_a_copy_in_another_class_c
                for record in caplog.records)
     # A thumbnail of every grouped photo, conflicts too, for the run report.
     thumbnails = {
-        _feature(example, config_lib.FILENAME_KEY).decode():
-            _feature(example, config_lib.IMAGE_KEY)
+        _feature(example, features.FILENAME_KEY).decode():
+            _feature(example, features.IMAGE_KEY)
         for example in map(tf.train.Example.FromString, (
             record.numpy() for record in tf.data.TFRecordDataset(
                 str(tmp_path / "out" / executor.GROUPED_PHOTOS_FILE), compression_type="GZIP")))
@@ -252,7 +252,7 @@ def bad_input(tmp_path_factory):
         patch.setattr(executor, "_check_unchanged_since_fingerprint", check_then_change_files)
         report, by_split, _ = convert(photos, list(images.discover_classes(photos)), root / "out")
     examples = {
-        _feature(example, config_lib.FILENAME_KEY).decode(): (split, example)
+        _feature(example, features.FILENAME_KEY).decode(): (split, example)
         for split, split_examples in by_split.items()
         for example in split_examples
     }
@@ -265,7 +265,7 @@ def _pixels(example):
     import numpy as np
     from PIL import Image
 
-    return np.asarray(Image.open(io.BytesIO(_feature(example, config_lib.IMAGE_KEY)))).astype(int)
+    return np.asarray(Image.open(io.BytesIO(_feature(example, features.IMAGE_KEY)))).astype(int)
 
 
 def test_bad_input_skipped_files_and_their_reasons(bad_input):
@@ -323,8 +323,8 @@ def test_bad_input_odd_but_valid_files_convert(bad_input):
         "line\nbreak.jpg", "album.jpg/inside.jpg", "outside/far.jpg", "linked.jpg",
     ):
         split, example = examples[f"ant/{name}"]
-        assert _feature(example, config_lib.LABEL_NAME_KEY) == b"ant", name
-        assert _feature(example, config_lib.IMAGE_KEY)[:2] == b"\xff\xd8", name
+        assert _feature(example, features.LABEL_NAME_KEY) == b"ant", name
+        assert _feature(example, features.IMAGE_KEY)[:2] == b"\xff\xd8", name
         if name in SAME_PHOTO:  # the split of its oldest copy
             assert split == same_photo["split"], name
         else:

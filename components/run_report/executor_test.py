@@ -27,7 +27,7 @@ from components.image_example_gen.executor import (  # noqa: E402
     thumbnail_example,
 )
 from components.run_report import component, executor  # noqa: E402
-from pipeline.config import LABEL_ISSUES_FILE  # noqa: E402
+from models.features import LABEL_ISSUES_FILE  # noqa: E402
 
 CLASSES = ["red", "green", "blue"]
 COLORS = {"red": (230, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 230)}

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-from components import training_summaries  # noqa: E402
+from models import training_summaries  # noqa: E402
 
 CLASSES = ("daisy", "rose", "tulip")
 

@@ -1,4 +1,4 @@
-"""Tests of `python -m pipeline.tensorboard`: which logs it serves, which port it takes, and one
+"""Tests of `python -m tools.tensorboard`: which logs it serves, which port it takes, and one
 real start on a busy port."""
 
 import contextlib
@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from pipeline import tensorboard
+from tools import tensorboard
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -149,7 +149,7 @@ def test_it_starts_on_the_next_port_when_one_is_busy_and_answers_http(tmp_path):
     root = _fake_pipeline_root(tmp_path, execution_ids=(3,))
     with _held_port() as busy:
         server = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.tensorboard", "--pipeline-root", str(root),
+            [sys.executable, "-m", "tools.tensorboard", "--pipeline-root", str(root),
              "--port", str(busy)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )

@@ -11,8 +11,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-from components import tflite_export  # noqa: E402
-from pipeline.config import TrainingConfig  # noqa: E402
+from models import tflite_export  # noqa: E402
+from models.training_config import TrainingConfig  # noqa: E402
 
 SIZE = 16
 CLASSES = ("ant", "bee", "cat")

@@ -7,8 +7,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components import bottleneck_cache, feature_pass, transform_module  # noqa: E402
-from pipeline.config import TrainingConfig  # noqa: E402
+from models import bottleneck_cache, feature_pass, transform_module  # noqa: E402
+from models.training_config import TrainingConfig  # noqa: E402
 
 
 class DictCache(dict):

@@ -2,7 +2,7 @@ import os
 
 import numpy as np
 
-from components.bottleneck_cache import SHARD_PREFIX, BottleneckCache, module_key, photo_key
+from models.bottleneck_cache import SHARD_PREFIX, BottleneckCache, module_key, photo_key
 
 
 def test_features_persist_across_instances_one_shard_per_flush(tmp_path):

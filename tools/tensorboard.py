@@ -1,7 +1,7 @@
 """Serves the training logs of every Trainer run of a pipeline root in one TensorBoard, as the
 codelab's tensorboard.sh did:
 
-    python -m pipeline.tensorboard [--pipeline-root tfx_poets_output] [--port 6006]
+    python -m tools.tensorboard [--pipeline-root tfx_poets_output] [--port 6006]
 
 Each Trainer execution writes its Keras TensorBoard logs to its own ModelRun folder,
 `<pipeline-root>/artifacts/Trainer/model_run/<execution id>/`; each becomes one TensorBoard run,
@@ -22,7 +22,7 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 
-PROG = "python -m pipeline.tensorboard"
+PROG = "python -m tools.tensorboard"
 DEFAULT_PIPELINE_ROOT = "tfx_poets_output"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6006

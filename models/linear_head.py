@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from pipeline.config import HEAD_C_GRID as C_GRID
+from models.training_config import HEAD_C_GRID as C_GRID
 
 CV_FOLDS = 5
 MAX_ITERATIONS = 3000
@@ -28,7 +28,7 @@ def l2_normalise(features: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class CrossValidation:
     """Out-of-fold accuracy of the head for one C: mean over folds and its standard error,
-    and each photo's out-of-fold probabilities [N, classes] (for components/label_issues.py)."""
+    and each photo's out-of-fold probabilities [N, classes] (for models/label_issues.py)."""
 
     c: float
     accuracy: float

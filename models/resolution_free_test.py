@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 
-from components import resolution_free  # noqa: E402
+from models import resolution_free  # noqa: E402
 from tests.support import make_random_hub_mobilenet  # noqa: E402
 
 

@@ -18,7 +18,7 @@ import uuid
 
 import numpy as np
 
-from pipeline.config import PLAIN_VIEW
+from models.features import PLAIN_VIEW
 
 logger = logging.getLogger(__name__)
 SHARD_PREFIX = "features-"
@@ -50,7 +50,7 @@ def photo_key(resized_jpeg: bytes) -> str:
 
 
 def view_key(photo: str, view: str) -> str:
-    """The key of one view of a photo (components/views.py); the plain view is the photo's."""
+    """The key of one view of a photo (models/views.py); the plain view is the photo's."""
     return photo if view == PLAIN_VIEW else f"{photo}/{view}"
 
 

@@ -16,10 +16,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
-from pipeline import config as config_lib  # noqa: E402
+from models import features
 
-PLAIN, MIRROR = config_lib.PLAIN_VIEW, config_lib.MIRROR_VIEW
-_SQUASH = re.compile(config_lib.SQUASH_VIEW_PATTERN)
+PLAIN, MIRROR = features.PLAIN_VIEW, features.MIRROR_VIEW
+_SQUASH = re.compile(features.SQUASH_VIEW_PATTERN)
 
 
 def squash_size(view: str) -> int | None:

@@ -15,16 +15,17 @@ import tf_keras  # noqa: E402
 from PIL import Image  # noqa: E402
 from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 
-from components import (  # noqa: E402
+from models import (  # noqa: E402
     bottleneck_cache,
     feature_pass,
+    features,
     resolution_free,
     serving,
     trainer_module,
+    training_config,
     transform_module,
 )
-from pipeline import config as config_lib  # noqa: E402
-from pipeline.config import TrainingConfig  # noqa: E402
+from models.training_config import TrainingConfig  # noqa: E402
 from tests.support import make_random_hub_mobilenet  # noqa: E402
 from tests.support.transformed import make_transformed_data, raw_row  # noqa: E402
 
@@ -249,7 +250,7 @@ def test_run_fn_fits_the_head_and_exports_both_signatures(transformed, hub_modul
 
     head = json.loads((tmp_path / "trainer" / "logs" / trainer_module.HEAD_REPORT_FILE)
                       .read_text())
-    assert head["c"] in config_lib.HEAD_C_GRID and head["cv_folds"] >= 2
+    assert head["c"] in training_config.HEAD_C_GRID and head["cv_folds"] >= 2
     assert head["cv_accuracy"] > 0.9 and head["eval_accuracy"] == 1.0  # easy colours
     # Beside the model: the photos whose label the out-of-sample probabilities doubt.
     issues = json.loads((tmp_path / "trainer" / trainer_module.LABEL_ISSUES_FILE).read_text())
@@ -274,8 +275,8 @@ def test_run_fn_fits_the_head_and_exports_both_signatures(transformed, hub_modul
     assert scores.argmax(axis=1).tolist() == [0, 1, 1]
 
     example = tf.train.Example()
-    example.features.feature[config_lib.IMAGE_KEY].bytes_list.value.append(_photo(1, 103))
-    example.features.feature[config_lib.LABEL_KEY].int64_list.value.append(1)
+    example.features.feature[features.IMAGE_KEY].bytes_list.value.append(_photo(1, 103))
+    example.features.feature[features.LABEL_KEY].int64_list.value.append(1)
     serve_examples = loaded.signatures[serving.SERVING_EXAMPLES_SIGNATURE]
     from_examples = serve_examples(examples=tf.constant([example.SerializeToString()]))
     assert from_examples["scores"].numpy().argmax() == 1

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from components import label_issues, linear_head
+from models import label_issues, linear_head
 from tests.support import make_image_folder
 
 CLASSES = ("ant", "bee", "cat")

@@ -289,7 +289,7 @@ def training_pixels_function(image_size: int, resize: str = "squash"):
     """
     import tensorflow as tf
 
-    from components import transform_module
+    from models import transform_module
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def pixels(encoded_images):

@@ -11,8 +11,10 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from components import transform_module  # noqa: E402
-from pipeline import config as config_lib  # noqa: E402
+from models import (
+    features,
+    transform_module,  # noqa: E402
+)
 
 
 def _encoded(colour, size=(50, 30), image_format="PNG") -> bytes:
@@ -43,23 +45,23 @@ def test_preprocessing_fn_with_tf_transform():
     from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
     feature_spec = {
-        config_lib.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-        config_lib.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
+        features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+        features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
     }
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
     raw = [
-        {config_lib.IMAGE_KEY: [_encoded((250, 10, 10))], config_lib.LABEL_KEY: [0]},
-        {config_lib.IMAGE_KEY: [_encoded((10, 10, 250), image_format="JPEG")],
-         config_lib.LABEL_KEY: [1]},
+        {features.IMAGE_KEY: [_encoded((250, 10, 10))], features.LABEL_KEY: [0]},
+        {features.IMAGE_KEY: [_encoded((10, 10, 250), image_format="JPEG")],
+         features.LABEL_KEY: [1]},
     ]
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         (transformed, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
             lambda inputs: transform_module.preprocessing_fn(inputs, {"image_size": 48}),
             output_record_batches=False,
         )
-    assert [row[config_lib.TRANSFORMED_LABEL_KEY] for row in transformed] == [0, 1]
+    assert [row[features.TRANSFORMED_LABEL_KEY] for row in transformed] == [0, 1]
     first = transform_module.decode_transformed_image(
-        tf.constant(transformed[0][config_lib.TRANSFORMED_IMAGE_KEY]), 48
+        tf.constant(transformed[0][features.TRANSFORMED_IMAGE_KEY]), 48
     )
     assert first.numpy()[..., 0].mean() > 0.9
 

@@ -29,7 +29,7 @@ class Distortions:
 
     @classmethod
     def from_settings(cls, settings) -> Distortions:
-        """The distortions of a pipeline.config.TrainingConfig."""
+        """The distortions of a models.training_config.TrainingConfig."""
         return cls(
             flip_left_right=settings.flip_left_right,
             random_crop=settings.random_crop,

@@ -1,4 +1,4 @@
-"""Tests of `python -m pipeline.inspect_metadata` on small ML Metadata stores built by hand:
+"""Tests of `python -m tools.inspect_metadata` on small ML Metadata stores built by hand:
 in memory (`fake_database`) for the logic, a SQLite file for the command line. No pipeline run."""
 
 import json
@@ -7,8 +7,8 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
-from pipeline import inspect_metadata as inspect
 from pipeline import results
+from tools import inspect_metadata as inspect
 
 State = mlmd.Execution.State
 PHOTOS = "/data/photos"

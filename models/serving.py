@@ -3,7 +3,7 @@
 `serving_default` takes encoded image bytes and `serving_examples` serialized raw tf.Examples
 (what TFMA feeds); both return class names and scores. A photo is scored as at training: the
 Transform's resize, the Trainer's decoding, then the mean of the scores of its views
-(components/views.py) when the head was trained on views and `average_views` is on.
+(models/views.py) when the head was trained on views and `average_views` is on.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
-from components import transform_module, views  # noqa: E402
-from pipeline import config as config_lib  # noqa: E402
+from models import features, transform_module, views  # noqa: E402
 
 SERVING_IMAGES_SIGNATURE = "serving_default"
 SERVING_EXAMPLES_SIGNATURE = "serving_examples"
@@ -74,11 +73,11 @@ def signatures(model, tf_transform_output, settings) -> dict:
     """The two serving functions; both reuse Transform's graph, so serving matches training."""
     model.tft_layer = tf_transform_output.transform_features_layer()
     class_names = tf.constant(list(settings.class_names))
-    image_spec = tf_transform_output.raw_feature_spec()[config_lib.IMAGE_KEY]
+    image_spec = tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]
 
     def classify(encoded_images, pad_single: bool = False):
-        transformed = model.tft_layer({config_lib.IMAGE_KEY: tf.reshape(encoded_images, [-1, 1])})
-        scores = score_jpegs(model, transformed[config_lib.TRANSFORMED_IMAGE_KEY], settings,
+        transformed = model.tft_layer({features.IMAGE_KEY: tf.reshape(encoded_images, [-1, 1])})
+        scores = score_jpegs(model, transformed[features.TRANSFORMED_IMAGE_KEY], settings,
                              pad_single)
         classes = tf.tile(class_names[tf.newaxis, :], [tf.shape(scores)[0], 1])
         return {"scores": scores, "classes": classes}
@@ -89,10 +88,10 @@ def signatures(model, tf_transform_output, settings) -> dict:
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(examples):
-        parsed = tf.io.parse_example(examples, {config_lib.IMAGE_KEY: image_spec})
+        parsed = tf.io.parse_example(examples, {features.IMAGE_KEY: image_spec})
         # TFMA's batches: see views.pad_single_image. serving_default is not padded, since one
         # photo without oneDNN takes 19 ms alone and 31 ms padded (BENCHMARKS.md).
-        return classify(tf.reshape(parsed[config_lib.IMAGE_KEY], [-1]), pad_single=True)
+        return classify(tf.reshape(parsed[features.IMAGE_KEY], [-1]), pad_single=True)
 
     return {
         SERVING_IMAGES_SIGNATURE: serve_images.get_concrete_function(),

@@ -16,10 +16,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
-from pipeline import config as config_lib  # noqa: E402
+from models import features
 
 TRANSFORMED_JPEG_QUALITY = 95
-RESIZE_MODES = config_lib.RESIZE_MODES
+RESIZE_MODES = features.RESIZE_MODES
 SHORT_SIDE, SQUASH = RESIZE_MODES
 # With SHORT_SIDE, the long side is at most this many times the short one: a panorama is
 # cropped to its centre there, so one odd photo cannot cost the memory of ten.
@@ -119,12 +119,12 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     image_size = int(custom_config["image_size"])
     mode = custom_config.get("resize", SQUASH)
     outputs = {
-        config_lib.TRANSFORMED_IMAGE_KEY: resize_to_jpeg(
-            _flatten(inputs[config_lib.IMAGE_KEY]), image_size, mode
+        features.TRANSFORMED_IMAGE_KEY: resize_to_jpeg(
+            _flatten(inputs[features.IMAGE_KEY]), image_size, mode
         )
     }
-    outputs[config_lib.TRANSFORMED_LABEL_KEY] = _flatten(inputs[config_lib.LABEL_KEY])
-    if config_lib.FILENAME_KEY in inputs:
+    outputs[features.TRANSFORMED_LABEL_KEY] = _flatten(inputs[features.LABEL_KEY])
+    if features.FILENAME_KEY in inputs:
         # Passed on, so that the Trainer can name the photos whose label it doubts.
-        outputs[config_lib.FILENAME_KEY] = _flatten(inputs[config_lib.FILENAME_KEY])
+        outputs[features.FILENAME_KEY] = _flatten(inputs[features.FILENAME_KEY])
     return outputs

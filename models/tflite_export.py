@@ -14,7 +14,7 @@ Both models take pixels, not encoded photos, in [0, 1] as the Trainer's
 ``[1, height, width, 3]`` of the photo's resized shape (resize the input tensor); the int8
 model takes them quantized with its input tensor's scale and zero point. Both average the
 scores of the photo's views inside the model, as the SavedModel does, and return softmax scores
-``[batch, classes]``. ``pipeline/label_image.py --model x.tflite`` does the preprocessing.
+``[batch, classes]``. ``tools/label_image.py --model x.tflite`` does the preprocessing.
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ CALIBRATION_IMAGES = 150
 
 def pixel_function(model, settings):
     """The model as a concrete function: float pixels [batch, h, w, 3] -> scores, the mean
-    over the serving views (components/serving.py).
+    over the serving views (models/serving.py).
 
     The batch dimension is left open so an interpreter may be resized to run batches, and so
     are height and width unless the photos are squashed to one size.
     """
-    from components import serving, transform_module
+    from models import serving, transform_module
 
     side = settings.image_size if settings.resize == transform_module.SQUASH else None
     spec = tf.TensorSpec([None, side, side, 3], tf.float32, name="image")

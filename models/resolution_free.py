@@ -170,7 +170,7 @@ def any_size_module(module_path: str, cache_dir: str) -> str:
     import tempfile
     import uuid
 
-    from components import bottleneck_cache
+    from models import bottleneck_cache
 
     if not cache_dir:
         cache_dir = tempfile.mkdtemp(prefix="tfx_poets_backbones_")

@@ -18,8 +18,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from components import bottleneck_cache, transform_module, views  # noqa: E402
-from pipeline import config as config_lib  # noqa: E402
+from models import bottleneck_cache, features, transform_module, views  # noqa: E402
 
 logger = logging.getLogger(__name__)
 # Half of 32: the Trainer's peak fell by 740 MB with this, malloc's arenas capped at two by
@@ -43,9 +42,9 @@ def parser(tf_transform_output: tft.TFTransformOutput):
     feature_spec = tf_transform_output.transformed_feature_spec()
 
     def parse(record):
-        features = tf.io.parse_single_example(record, feature_spec)
-        return (features[config_lib.TRANSFORMED_IMAGE_KEY],
-                features[config_lib.TRANSFORMED_LABEL_KEY])
+        feature_map = tf.io.parse_single_example(record, feature_spec)
+        return (feature_map[features.TRANSFORMED_IMAGE_KEY],
+                feature_map[features.TRANSFORMED_LABEL_KEY])
 
     return parse
 
@@ -69,16 +68,16 @@ def read_split(file_patterns: list[str], tf_transform_output
     """(resized JPEGs, labels, file names) of a split, in file order; small (tens of KB a
     photo). A file name is "" when the Transform had none to pass on (other ExampleGens)."""
     spec = tf_transform_output.transformed_feature_spec()
-    keys = [config_lib.TRANSFORMED_IMAGE_KEY, config_lib.TRANSFORMED_LABEL_KEY]
-    if config_lib.FILENAME_KEY in spec:
-        keys.append(config_lib.FILENAME_KEY)
+    keys = [features.TRANSFORMED_IMAGE_KEY, features.TRANSFORMED_LABEL_KEY]
+    if features.FILENAME_KEY in spec:
+        keys.append(features.FILENAME_KEY)
     wanted = {key: spec[key] for key in keys}
     jpegs, labels, files = [], [], []
-    for features in records(file_patterns).map(
+    for example in records(file_patterns).map(
             lambda record: tf.io.parse_single_example(record, wanted)):
-        jpegs.append(features[config_lib.TRANSFORMED_IMAGE_KEY].numpy())
-        labels.append(int(features[config_lib.TRANSFORMED_LABEL_KEY].numpy()))
-        name = features.get(config_lib.FILENAME_KEY)
+        jpegs.append(example[features.TRANSFORMED_IMAGE_KEY].numpy())
+        labels.append(int(example[features.TRANSFORMED_LABEL_KEY].numpy()))
+        name = example.get(features.FILENAME_KEY)
         files.append(name.numpy().decode("utf-8", "replace") if name is not None else "")
     return jpegs, np.asarray(labels, np.int64), files
 

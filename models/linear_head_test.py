@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from components import linear_head
+from models import linear_head
 
 
 def _features(rng, labels, dimension=8):

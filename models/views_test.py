@@ -8,8 +8,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components import views  # noqa: E402
-from pipeline import config as config_lib  # noqa: E402
+from models import (
+    training_config,
+    views,  # noqa: E402
+)
 
 
 def test_views_batched_and_alone():
@@ -37,6 +39,6 @@ def test_per_view_pads_a_single_photo_and_returns_one_row():
 
 
 def test_the_config_accepts_exactly_the_views_that_exist():
-    assert config_lib.views_are_valid(("plain", "mirror", "squash224"))
+    assert training_config.views_are_valid(("plain", "mirror", "squash224"))
     for bad in ((), ("mirror",), ("plain", "plain"), ("plain", "squash"), ("plain", "crop")):
-        assert not config_lib.views_are_valid(bad)
+        assert not training_config.views_are_valid(bad)

@@ -1,10 +1,10 @@
 """Inspect the ML Metadata store of a tfx-poets pipeline root: runs, executions, artifacts and
 the lineage of a model, as tables for people or as JSON (`--json`).
 
-    python -m pipeline.inspect_metadata runs
-    python -m pipeline.inspect_metadata executions [--run RUN_ID]
-    python -m pipeline.inspect_metadata artifacts --type Examples
-    python -m pipeline.inspect_metadata lineage [--artifact-id N]
+    python -m tools.inspect_metadata runs
+    python -m tools.inspect_metadata executions [--run RUN_ID]
+    python -m tools.inspect_metadata artifacts --type Examples
+    python -m tools.inspect_metadata lineage [--artifact-id N]
 
 Everything is read through ml_metadata's `MetadataStore` (contexts, executions, artifacts and
 events), opened read-only; no SQL, and no TensorFlow or TFX import, so it answers in a second.
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from pipeline import results
 
-PROG = "python -m pipeline.inspect_metadata"
+PROG = "python -m tools.inspect_metadata"
 DEFAULT_PIPELINE_ROOT = "tfx_poets_output"
 EXIT_OK = 0
 EXIT_USAGE = 2  # no store, unknown run / type / artifact: one line on stderr

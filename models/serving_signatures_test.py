@@ -20,12 +20,11 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 
-from components import tflite_export, trainer_module  # noqa: E402
-from pipeline import config as config_lib  # noqa: E402
-from pipeline import label_image  # noqa: E402
-from pipeline.config import TrainingConfig  # noqa: E402
+from models import features, tflite_export, trainer_module  # noqa: E402
+from models.training_config import TrainingConfig  # noqa: E402
 from tests.support import make_random_hub_mobilenet  # noqa: E402
 from tests.support.transformed import make_transformed_data, raw_row  # noqa: E402
+from tools import label_image  # noqa: E402
 
 IMAGE_SIZE = 128
 CLASSES = ("red", "green", "blue")  # label i is the photo's dominant channel i
@@ -48,12 +47,12 @@ def _encode(image: Image.Image, image_format: str) -> bytes:
 
 
 def _raw_example(encoded: bytes, label: int) -> tf.train.Example:
-    """A tf.Example as ImageExampleGen writes it (the features serving_examples reads)."""
+    """A tf.Example as ImageExampleGen writes it (the feature_map serving_examples reads)."""
     example = tf.train.Example()
-    features = example.features.feature
-    features[config_lib.IMAGE_KEY].bytes_list.value.append(encoded)
-    features[config_lib.LABEL_KEY].int64_list.value.append(label)
-    features[config_lib.LABEL_NAME_KEY].bytes_list.value.append(CLASSES[label].encode())
+    feature_map = example.features.feature
+    feature_map[features.IMAGE_KEY].bytes_list.value.append(encoded)
+    feature_map[features.LABEL_KEY].int64_list.value.append(label)
+    feature_map[features.LABEL_NAME_KEY].bytes_list.value.append(CLASSES[label].encode())
     return example
 
 
@@ -230,7 +229,7 @@ def test_tfma_evaluates_the_folder_with_its_tflite_subfolder(serving_dir, tmp_pa
         return keras_load(*args, **kwargs)
 
     monkeypatch.setattr(tf.keras.models, "load_model", counted_keras_load)
-    eval_config = make_eval_config(config_lib.LABEL_KEY, None, config_lib.LABEL_NAME_KEY)
+    eval_config = make_eval_config(features.LABEL_KEY, None, features.LABEL_NAME_KEY)
     result = tfma.run_model_analysis(
         eval_shared_model=tfma.default_eval_shared_model(
             eval_saved_model_path=str(serving_dir), eval_config=eval_config

@@ -2,20 +2,20 @@
 
 1. The backbone takes photos at the size the network sees (`image_size`, squashed or with
    their aspect ratio kept): a fixed-size MobileNet V1 module is rebuilt once to take any size
-   (components/resolution_free.py).
+   (models/resolution_free.py).
 2. Its features of every view of each photo (the photo and its mirror image,
-   components/views.py) are computed once per (photo, view, module) and cached across runs
-   (components/bottleneck_cache.py), as TF for Poets' bottlenecks.
+   models/views.py) are computed once per (photo, view, module) and cached across runs
+   (models/bottleneck_cache.py), as TF for Poets' bottlenecks.
 3. The head is a logistic regression on the L2-normalised features, its regularisation chosen
-   by cross-validation over the train photos (components/linear_head.py).
+   by cross-validation over the train photos (models/linear_head.py).
 4. Optionally (`fine_tune_epochs`, the FineTuner), the top MobileNet blocks are fine-tuned
-   from that head on distorted images (components/augmentation.py), keeping the weights with
+   from that head on distorted images (models/augmentation.py), keeping the weights with
    the best validation loss.
 
-The exported SavedModel scores photos as training saw them (components/serving.py); float and
-int8 TFLite copies go to `tflite/` beside it (components/tflite_export.py). The head's
+The exported SavedModel scores photos as training saw them (models/serving.py); float and
+int8 TFLite copies go to `tflite/` beside it (models/tflite_export.py). The head's
 cross-validation goes to `head.json` in the ModelRun folder, and the photos whose class folder its
-out-of-fold probabilities doubt (components/label_issues.py) to `label_issues.json` beside the
+out-of-fold probabilities doubt (models/label_issues.py) to `label_issues.json` beside the
 model, from where the Trainer's executor (components/metrics_on_artifacts/) puts their numbers
 on the Model artifact in ML Metadata.
 """
@@ -40,23 +40,24 @@ import tensorflow_hub as hub  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 import tf_keras  # noqa: E402
 
-from components import (  # noqa: E402
+from models import (  # noqa: E402  # noqa: E402
     augmentation,
     bottleneck_cache,
     feature_pass,
+    features,
     label_issues,
     linear_head,
     resolution_free,
     serving,
     tflite_export,
+    training_config,
     training_summaries,
 )
-from pipeline import config as config_lib  # noqa: E402
-from pipeline.config import TrainingConfig  # noqa: E402
+from models.training_config import TrainingConfig  # noqa: E402
 
 logger = logging.getLogger(__name__)
-HEAD_REPORT_FILE = config_lib.HEAD_REPORT_FILE
-LABEL_ISSUES_FILE = config_lib.LABEL_ISSUES_FILE
+HEAD_REPORT_FILE = features.HEAD_REPORT_FILE
+LABEL_ISSUES_FILE = features.LABEL_ISSUES_FILE
 
 
 def keep_autograph_out_of_tf_keras() -> None:
@@ -159,7 +160,7 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> dict[int, 
     present = [counts[label] for label in range(num_classes) if counts[label]]
     if mode == "none" or not present:
         return None
-    if mode == "auto" and max(present) <= config_lib.CLASS_WEIGHT_AUTO_RATIO * min(present):
+    if mode == "auto" and max(present) <= training_config.CLASS_WEIGHT_AUTO_RATIO * min(present):
         return None
     total = sum(present)
     return {
@@ -242,7 +243,7 @@ class HeadFit:
     eval_scores: np.ndarray  # [eval photos, classes], scored as serving scores them
     eval_accuracy: float
     eval_count: int
-    # components/label_issues.py's report over the train and eval photos, and how many train
+    # models/label_issues.py's report over the train and eval photos, and how many train
     # photos it named that the final head was not fitted on.
     label_issues: dict = dataclasses.field(default_factory=dict)
     excluded: int = 0

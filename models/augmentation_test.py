@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from components.augmentation import Distortions, distort_image
+from models.augmentation import Distortions, distort_image
 
 
 def _gradient_image(size=32):
