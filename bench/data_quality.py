@@ -151,7 +151,7 @@ def load_features(directory: str):
 
 
 def _weights(labels, num_classes):
-    from models.trainer_module import class_weights
+    from models.head import class_weights
 
     return class_weights(labels, num_classes, "auto")
 

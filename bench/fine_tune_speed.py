@@ -93,14 +93,14 @@ def median_step(step, warmup: int, steps: int) -> tuple[float, list[float]]:
 def block_of(variable_name: str) -> int:
     """MobileNet block of a hub variable: conv1 is 0, conv_dw_N / conv_pw_N is N."""
     # Imported here: the variant's environment must be set before TensorFlow is imported.
-    from models.trainer_module import block_of as trainer_block_of
+    from models.network import block_of as trainer_block_of
 
     return trainer_block_of(variable_name)
 
 
 def top_blocks_layer_class(hub):
     """The Trainer's own hub.KerasLayer that trains only blocks >= first_block."""
-    from models.trainer_module import TopBlocksKerasLayer
+    from models.network import TopBlocksKerasLayer
 
     return TopBlocksKerasLayer
 

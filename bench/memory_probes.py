@@ -7,7 +7,7 @@ example-gen: ImageExampleGen's executor on PHOTOS, then TFX's StatisticsGen exec
   wrote, with and (in a second process) without --schema. Without a schema TFDV counts every
   photo's bytes as a distinct string value (top-k), holding them all.
 allocator: fits a trainable hub.KerasLayer MobileNet plus a softmax on random images, twice,
-  releasing memory after each fit as `trainer_module.release_memory` does, with oneDNN's default
+  releasing memory after each fit as `memory.release_memory` does, with oneDNN's default
   allocator (a BFC pool, kept for the life of the process) and with
   TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (glibc malloc). The second fit's seconds are the steady state.
 

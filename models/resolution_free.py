@@ -101,31 +101,38 @@ def max_feature_difference(module, model: tf_keras.Model, size: tuple[int, int])
 
 
 def save_hub_module(feature_extractor: tf_keras.Model, export_dir: str,
-                    image_size: tuple[int | None, int | None] = (None, None)) -> None:
+                    image_size: tuple[int | None, int | None] = (None, None),
+                    output_key: str = "feature_vector",
+                    batch_norm_follows_training: bool = False) -> None:
     """A feature extractor as a TF Hub reusable SavedModel, which hub.KerasLayer loads.
 
     The bare interface (`__call__`, variables, trainable_variables, regularization_losses) on
-    a plain trackable, as TF Hub's own modules have; batch norm stays in inference mode.
-    `image_size` (None: any) is the height and width the saved functions accept.
+    a plain trackable, as TF Hub's own modules have. `image_size` (None: any) is the height and
+    width the saved functions accept; `output_key` names the serving signature's output.
+    Batch norm stays in inference mode, unless `batch_norm_follows_training`: then a
+    training=True call uses batch statistics, as in TF Hub's published modules (the tests'
+    stand-in for them, tests/support/hub_module.py).
     """
     spec = tf.TensorSpec([None, *image_size, 3], tf.float32, name="images")
 
     # autograph=False: MobileNet has no data-dependent Python control flow to convert.
     @tf.function(autograph=False)
     def call(images, training=False):
-        return feature_extractor(images, training=False)
+        return feature_extractor(images, training=training and batch_norm_follows_training)
 
+    # One concrete function per Python value of `training`, as in TF Hub's modules.
     call.get_concrete_function(spec, True)
     call.get_concrete_function(spec, False)
 
     @tf.function(input_signature=[spec], autograph=False)
     def serving_default(images):
-        return {"feature_vector": call(images, training=False)}
+        return {output_key: call(images, training=False)}
 
     module = tf.train.Checkpoint()
     module.__call__ = call
     module.variables = list(feature_extractor.variables)
     module.trainable_variables = list(feature_extractor.trainable_variables)
+    # MobileNet has no weight regularizers; TF Hub's MobileNet modules' list is empty too.
     module.regularization_losses = []
     tf.saved_model.save(module, export_dir, signatures={"serving_default": serving_default})
 

@@ -19,6 +19,9 @@ from models import (  # noqa: E402
     bottleneck_cache,
     feature_pass,
     features,
+    fine_tuning,
+    head,
+    network,
     resolution_free,
     serving,
     trainer_module,
@@ -101,7 +104,7 @@ def test_cached_features_are_computed_once_per_photo_and_view(transformed, hub_m
     data, resize = transformed
     settings = _settings(hub_module, resize)
     handle = _any_size(hub_module, tmp_path)
-    extractor = trainer_module.TransferModel(settings, handle).feature_extractor
+    extractor = network.TransferModel(settings, handle).feature_extractor
     output = tft.TFTransformOutput(str(data / "transform_graph"))
     jpegs, labels, _ = feature_pass.read_split([str(data / "train.gz")], output)
     module = bottleneck_cache.module_key(handle)
@@ -131,16 +134,16 @@ def test_cached_features_are_computed_once_per_photo_and_view(transformed, hub_m
 
 
 def test_block_of_reads_mobilenet_variable_names():
-    assert trainer_module.block_of("conv_dw_12/depthwise_kernel:0") == 12
-    assert trainer_module.block_of("mobilenet/conv_pw_3_bn/gamma:0") == 3
-    assert trainer_module.block_of("conv1/kernel:0") == 0
+    assert network.block_of("conv_dw_12/depthwise_kernel:0") == 12
+    assert network.block_of("mobilenet/conv_pw_3_bn/gamma:0") == 3
+    assert network.block_of("conv1/kernel:0") == 0
 
 
 @pytest.mark.parametrize("first_block", [0, 12])
 def test_top_blocks_layer_trains_only_the_top_blocks(hub_module, first_block):
-    layer = trainer_module.TopBlocksKerasLayer(hub_module, first_block, trainable=True)
-    trainable = [trainer_module.block_of(w.name) for w in layer.trainable_weights]
-    frozen = [trainer_module.block_of(w.name) for w in layer.non_trainable_weights]
+    layer = network.TopBlocksKerasLayer(hub_module, first_block, trainable=True)
+    trainable = [network.block_of(w.name) for w in layer.trainable_weights]
+    frozen = [network.block_of(w.name) for w in layer.non_trainable_weights]
     assert trainable and min(trainable) >= first_block
     assert len(layer.trainable_weights) + len(layer.non_trainable_weights) == len(layer.weights)
     if first_block:
@@ -154,36 +157,36 @@ def test_autograph_leaves_tf_keras_alone_but_converts_our_code():
     from tensorflow.python.autograph.core import config as autograph_config
     from tensorflow.python.autograph.impl import conversion
 
-    trainer_module.keep_autograph_out_of_tf_keras()  # a second call adds no second rule
+    network.keep_autograph_out_of_tf_keras()  # a second call adds no second rule
     assert sum(rule.matches("tf_keras") for rule in autograph_config.CONVERSION_RULES) == 1
     assert conversion.is_allowlisted(tf_keras.layers.Dense(2).call)
-    assert not conversion.is_allowlisted(trainer_module.smoothed_crossentropy(2, 0.1))
+    assert not conversion.is_allowlisted(fine_tuning.smoothed_crossentropy(2, 0.1))
 
 
 def test_class_weights_only_when_classes_are_imbalanced():
     balanced_enough = np.array([0] * 14 + [1] * 10)
-    assert trainer_module.class_weights(balanced_enough, 2, "auto") is None
-    assert trainer_module.class_weights(balanced_enough, 2, "none") is None
+    assert head.class_weights(balanced_enough, 2, "auto") is None
+    assert head.class_weights(balanced_enough, 2, "none") is None
     skewed = np.array([0] * 30 + [1] * 10)
-    weights = trainer_module.class_weights(skewed, 3, "auto")
+    weights = head.class_weights(skewed, 3, "auto")
     assert weights[1] == pytest.approx(3 * weights[0]) and weights[2] == 1.0
     # Mean weight over photos is 1: the loss keeps its scale.
     assert (30 * weights[0] + 10 * weights[1]) / 40 == pytest.approx(1.0)
-    assert trainer_module.class_weights(balanced_enough, 2, "balanced")[1] > 1
+    assert head.class_weights(balanced_enough, 2, "balanced")[1] > 1
 
 
 def test_learning_rate_cosine_decays_to_zero_over_the_phase():
-    cosine = trainer_module.learning_rate(
+    cosine = fine_tuning.learning_rate(
         TrainingConfig(model_handle="m", lr_schedule="cosine"), 0.01, epochs=4, steps_per_epoch=10)
     assert float(cosine(0)) == pytest.approx(0.01)
     assert float(cosine(20)) == pytest.approx(0.005, rel=1e-3)
     assert float(cosine(40)) == pytest.approx(0.0, abs=1e-9)
     constant = TrainingConfig(model_handle="m", lr_schedule="constant")
-    assert trainer_module.learning_rate(constant, 0.01, 4, 10) == 0.01
+    assert fine_tuning.learning_rate(constant, 0.01, 4, 10) == 0.01
 
 
 def test_smoothed_crossentropy_matches_one_hot_smoothing():
-    loss = trainer_module.smoothed_crossentropy(2, 0.2)
+    loss = fine_tuning.smoothed_crossentropy(2, 0.2)
     scores = tf.constant([[0.9, 0.1]])
     expected = -(0.9 * np.log(0.9) + 0.1 * np.log(0.1))  # targets 0.9 / 0.1 after smoothing
     assert float(loss(tf.constant([0]), scores)) == pytest.approx(expected, rel=1e-4)
@@ -191,7 +194,7 @@ def test_smoothed_crossentropy_matches_one_hot_smoothing():
 
 def test_keep_best_weights_restores_the_best_epoch():
     model = tf_keras.Sequential([tf_keras.Input((1,)), tf_keras.layers.Dense(1)])
-    callback = trainer_module.KeepBestWeights()
+    callback = fine_tuning.KeepBestWeights()
     callback.set_model(model)
     callback.on_train_begin()
     for epoch, loss in enumerate([3.0, 1.0, 2.0]):
@@ -204,7 +207,7 @@ def test_keep_best_weights_restores_the_best_epoch():
 def test_keep_best_weights_keeps_starting_weights_when_nothing_improves():
     model = tf_keras.Sequential([tf_keras.Input((1,)), tf_keras.layers.Dense(1)])
     model.layers[0].kernel.assign([[7.0]])
-    callback = trainer_module.KeepBestWeights(initial_loss=0.5)
+    callback = fine_tuning.KeepBestWeights(initial_loss=0.5)
     callback.set_model(model)
     callback.on_train_begin()
     model.layers[0].kernel.assign([[8.0]])
@@ -215,7 +218,7 @@ def test_keep_best_weights_keeps_starting_weights_when_nothing_improves():
 
 def test_transfer_model_shares_head_between_models(hub_module, tmp_path):
     settings = _settings(hub_module, "short-side")
-    transfer = trainer_module.TransferModel(settings, _any_size(hub_module, tmp_path))
+    transfer = network.TransferModel(settings, _any_size(hub_module, tmp_path))
     assert transfer.model.output_shape == (None, 2)
     assert transfer.head.input_shape == (None, 256)  # 1024 * alpha 0.25
     transfer.classifier.kernel.assign(tf.ones_like(transfer.classifier.kernel))
@@ -248,12 +251,12 @@ def test_run_fn_fits_the_head_and_exports_both_signatures(transformed, hub_modul
     # The any-size copy of the fixed-size module is made once, in the cache.
     assert len(tf.io.gfile.glob(str(tmp_path / "backbones" / "*-any-size"))) == 1
 
-    head = json.loads((tmp_path / "trainer" / "logs" / trainer_module.HEAD_REPORT_FILE)
+    head = json.loads((tmp_path / "trainer" / "logs" / features.HEAD_REPORT_FILE)
                       .read_text())
     assert head["c"] in training_config.HEAD_C_GRID and head["cv_folds"] >= 2
     assert head["cv_accuracy"] > 0.9 and head["eval_accuracy"] == 1.0  # easy colours
     # Beside the model: the photos whose label the out-of-sample probabilities doubt.
-    issues = json.loads((tmp_path / "trainer" / trainer_module.LABEL_ISSUES_FILE).read_text())
+    issues = json.loads((tmp_path / "trainer" / features.LABEL_ISSUES_FILE).read_text())
     assert issues["checked"] == {"eval": 8, "train": 16}
     assert issues["suspects"][0]["file"] == f"blue/{PLANTED}.jpg"
     assert issues["suspects"][0]["suggested"] == "red"
@@ -285,10 +288,10 @@ def test_run_fn_fits_the_head_and_exports_both_signatures(transformed, hub_modul
     rerun = dataclasses.replace(settings, head_c=0.5, exclude_suspected_label_errors=True)
     trainer_module.run_fn(_fn_args(data, tmp_path, "rerun", rerun))
     assert len(tf.io.gfile.glob(str(tmp_path / "bottlenecks" / "*" / "features-*.npz"))) == 1
-    rerun_head = json.loads((tmp_path / "rerun" / "logs" / trainer_module.HEAD_REPORT_FILE)
+    rerun_head = json.loads((tmp_path / "rerun" / "logs" / features.HEAD_REPORT_FILE)
                             .read_text())
     assert rerun_head["c"] == 0.5 and list(rerun_head["cv_by_c"]) == ["0.5"]
-    rerun_issues = json.loads((tmp_path / "rerun" / trainer_module.LABEL_ISSUES_FILE).read_text())
+    rerun_issues = json.loads((tmp_path / "rerun" / features.LABEL_ISSUES_FILE).read_text())
     train_suspects = [s for s in rerun_issues["suspects"] if s["split"] == "train"]
     assert rerun_head["excluded_suspects"] == len(train_suspects) >= 1
 
@@ -310,7 +313,7 @@ def test_fine_tuner_hands_the_trainer_a_fine_tuned_module(transformed, hub_modul
     original = {w.name: w.numpy() for w in hub.KerasLayer(hub_module).weights}
     tuned = {w.name: w.numpy() for w in hub.KerasLayer(fine_tuned).weights}
     assert tuned.keys() == original.keys()
-    changed = {trainer_module.block_of(name) for name in tuned
+    changed = {network.block_of(name) for name in tuned
                if not np.array_equal(tuned[name], original[name])}
     assert changed == {12, 13}  # only the top blocks were fine-tuned
     assert bottleneck_cache.module_key(fine_tuned) != bottleneck_cache.module_key(hub_module)

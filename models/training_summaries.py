@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from components.run_report import plots, report_data
+from models import confusion
 
 logger = logging.getLogger(__name__)
 TRAIN_RUN, VALIDATION_RUN = "train", "validation"
@@ -82,17 +82,17 @@ def confusion_matrix_image(
     matrix: np.ndarray, class_names: Sequence[str], title: str
 ) -> np.ndarray:
     """The confusion matrix drawn as a uint8 [1, height, width, 3] batch for tf.summary.image."""
-    figure = plots.confusion_matrix_figure(matrix, class_names, title)
-    return plots.rgb_pixels(figure)[np.newaxis]
+    figure = confusion.confusion_matrix_figure(matrix, class_names, title)
+    return confusion.rgb_pixels(figure)[np.newaxis]
 
 
 def log_head(log_dir: str, class_names: Sequence[str], report: dict, eval_labels: np.ndarray,
              eval_scores: np.ndarray) -> None:
     """The fitted head's cross-validation and eval confusion matrix, in run `validation`."""
     writer = tf.summary.create_file_writer(os.path.join(log_dir, VALIDATION_RUN))
-    matrix = report_data.confusion_matrix(eval_labels, np.argmax(eval_scores, axis=-1),
+    matrix = confusion.confusion_matrix(eval_labels, np.argmax(eval_scores, axis=-1),
                                           len(class_names))
-    title = f"eval split, head C={report['c']:g}: accuracy {report_data.accuracy(matrix):.1%}"
+    title = f"eval split, head C={report['c']:g}: accuracy {confusion.accuracy(matrix):.1%}"
     with writer.as_default():
         for step, (c, accuracy) in enumerate(report["cv_by_c"].items()):
             tf.summary.scalar("head/cross_validated_accuracy", accuracy, step=step,
@@ -140,8 +140,8 @@ class ConfusionMatrixSummary(tf_keras.callbacks.Callback):
         started = time.perf_counter()
         labels, scores = self._predict_eval(self.model)
         predictions = np.argmax(scores, axis=-1)
-        matrix = report_data.confusion_matrix(labels, predictions, len(self._class_names))
-        accuracy = report_data.accuracy(matrix)
+        matrix = confusion.confusion_matrix(labels, predictions, len(self._class_names))
+        accuracy = confusion.accuracy(matrix)
         title = f"eval split, {when}: accuracy {accuracy:.1%}"
         with self._writer.as_default():
             tf.summary.image(CONFUSION_MATRIX_TAG,

@@ -65,16 +65,17 @@ def decode_and_resize(encoded: tf.Tensor, image_size: int, mode: str = SQUASH) -
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
-def encode_jpeg(image: tf.Tensor) -> tf.Tensor:
+def encode_jpeg(image: tf.Tensor, quality: int = TRANSFORMED_JPEG_QUALITY) -> tf.Tensor:
     """A [h, w, 3] float image in [0, 1] to JPEG bytes."""
     pixels = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
-    return tf.io.encode_jpeg(pixels, quality=TRANSFORMED_JPEG_QUALITY)
+    return tf.io.encode_jpeg(pixels, quality=quality)
 
 
-def resize_to_jpeg(encoded_images: tf.Tensor, image_size: int, mode: str = SQUASH) -> tf.Tensor:
+def resize_to_jpeg(encoded_images: tf.Tensor, image_size: int, mode: str = SQUASH,
+                   quality: int = TRANSFORMED_JPEG_QUALITY) -> tf.Tensor:
     """A [batch] tensor of encoded images to a [batch] tensor of resized JPEGs."""
     return tf.map_fn(
-        lambda encoded: encode_jpeg(decode_and_resize(encoded, image_size, mode)),
+        lambda encoded: encode_jpeg(decode_and_resize(encoded, image_size, mode), quality),
         encoded_images,
         fn_output_signature=tf.TensorSpec([], tf.string),
     )

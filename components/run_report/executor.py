@@ -21,7 +21,7 @@ from tfx.utils import path_utils
 
 from components.image_example_gen.executor import GROUPED_PHOTOS_FILE, REPORT_FILE
 from components.run_report import report_data, report_page
-from models import features
+from models import confusion, features
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def classify_split(model_uri: str, files: list[str], num_classes: int, max_mista
         parsed = tf.io.parse_example(serialized, feature_spec)
         labels = parsed[features.LABEL_KEY].numpy()
         predicted = scores.argmax(axis=-1)
-        matrix += report_data.confusion_matrix(labels, predicted, num_classes)
+        matrix += confusion.confusion_matrix(labels, predicted, num_classes)
         for index in np.flatnonzero(predicted != labels):
             mistakes.add(report_data.Mistake(
                 score=float(scores[index, predicted[index]]),

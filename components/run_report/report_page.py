@@ -17,6 +17,7 @@ import numpy as np
 
 from components.run_report import plots, report_data
 from components.run_report.report_data import Mistake, NumericSummary
+from models import confusion
 
 # Rows shown per list of files (skipped, ignored, ...); the JSON report has them all.
 MAX_FILE_ROWS = 50
@@ -139,7 +140,7 @@ def _overview(content: ReportContent) -> str:
                      f"{sum(content.label_issues.get('checked', {}).values())} photos"))
     if content.matrix is not None:
         rows.append((f"{content.results_split} accuracy",
-                     percent(report_data.accuracy(content.matrix))))
+                     percent(confusion.accuracy(content.matrix))))
     if content.model_uri:
         rows.append(("model", content.model_uri))
     rows.append(("generated", content.generated_at))
@@ -348,7 +349,7 @@ def _results_section(content: ReportContent) -> str:
     precision, recall = report_data.precision_and_recall(content.matrix)
     support = content.matrix.sum(axis=1)
     parts = [
-        _paragraph(f"Accuracy {percent(report_data.accuracy(content.matrix))} on "
+        _paragraph(f"Accuracy {percent(confusion.accuracy(content.matrix))} on "
                    f"{int(content.matrix.sum())} {split} photos ({content.results_source})."),
         table(["class", "photos", "precision", "recall"],
               [(name, int(count), p, r) for name, count, p, r
@@ -356,7 +357,7 @@ def _results_section(content: ReportContent) -> str:
         img(plots.precision_recall_figure(
             content.class_names, np.nan_to_num(precision), np.nan_to_num(recall)),
             "bar chart: precision and recall per class"),
-        img(plots.confusion_matrix_figure(content.matrix, content.class_names,
+        img(confusion.confusion_matrix_figure(content.matrix, content.class_names,
                                           f"{split} split: rows true, columns predicted"),
             "confusion matrix"),
     ]
