@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 from bench.photos import list_photos, read_encoded  # noqa: E402
 from components.image_example_gen import images  # noqa: E402
-from models import tflite_export  # noqa: E402
+from models import features, tflite_export  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
 from tools import label_image  # noqa: E402
 
@@ -65,7 +65,7 @@ def convert_saved_model(model_dir, output_dir, class_names, calibration_paths):
     """A copy of model_dir with the tflite/ folder the Trainer would have written."""
     import tensorflow as tf
 
-    shutil.copytree(model_dir, output_dir, ignore=shutil.ignore_patterns(tflite_export.TFLITE_DIR))
+    shutil.copytree(model_dir, output_dir, ignore=shutil.ignore_patterns(features.TFLITE_DIR))
     # The SavedModel keeps the Keras model's traced call on float pixels [N, size, size, 3].
     keras_model = tf.saved_model.load(str(model_dir))
     image_size = _input_size(keras_model)
@@ -112,7 +112,7 @@ def main(argv=None):
             model_dir, args.convert_to, class_names, [train[i][0] for i in picked]
         )
         model_dir = label_image.resolve_model_dir(args.convert_to)
-    tflite_dir = model_dir / tflite_export.TFLITE_DIR
+    tflite_dir = model_dir / features.TFLITE_DIR
 
     encoded = [read_encoded(path) for path, _ in test]
     labels = np.array([label for _, label in test])
@@ -120,7 +120,7 @@ def main(argv=None):
         "SavedModel (serving_default)": (label_image.load_classifier(model_dir),
                                          folder_bytes(model_dir) - folder_bytes(tflite_dir)),
     }
-    for name in (tflite_export.FLOAT_MODEL_FILE, tflite_export.INT8_MODEL_FILE):
+    for name in (features.FLOAT_MODEL_FILE, features.INT8_MODEL_FILE):
         path = tflite_dir / name
         classifiers[f"TFLite {name}"] = (label_image.load_tflite_classifier(path),
                                          path.stat().st_size)
@@ -144,8 +144,8 @@ def main(argv=None):
               f"{agree} / {len(labels)} | {np.abs(scores - reference).max():.4f} | "
               f"{size / 1e6:.2f} MB |", flush=True)
         print(f"  ({name}: {seconds:.1f} s for the split)", file=sys.stderr)
-    float_size = classifiers[f"TFLite {tflite_export.FLOAT_MODEL_FILE}"][1]
-    int8_size = classifiers[f"TFLite {tflite_export.INT8_MODEL_FILE}"][1]
+    float_size = classifiers[f"TFLite {features.FLOAT_MODEL_FILE}"][1]
+    int8_size = classifiers[f"TFLite {features.INT8_MODEL_FILE}"][1]
     print(f"\nfloat / int8 size: {float_size / int8_size:.2f}x")
     return 0
 

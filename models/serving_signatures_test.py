@@ -179,7 +179,7 @@ def test_a_batch_of_mixed_shapes_scores_each_photo_as_it_scores_alone(loaded):
 
 
 def test_run_fn_writes_tflite_models_and_labels_beside_the_saved_model(serving_dir):
-    folder = serving_dir / tflite_export.TFLITE_DIR
+    folder = serving_dir / features.TFLITE_DIR
     assert sorted(path.name for path in folder.iterdir()) == [
         "labels.txt", "model_float.tflite", "model_int8.tflite", "preprocessing.json"
     ]

@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from models import features  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
 from tools import label_image  # noqa: E402
 
@@ -287,7 +288,7 @@ def tflite_dir(tmp_path_factory):
     tflite_export.write_tflite_models(
         mean_colour_keras_model(), settings, calibration, str(export_dir)
     )
-    return export_dir / tflite_export.TFLITE_DIR
+    return export_dir / features.TFLITE_DIR
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +307,7 @@ def any_shape_tflite_dir(tmp_path_factory):
     tflite_export.write_tflite_models(
         mean_colour_keras_model(side=None), settings, calibration, str(export_dir)
     )
-    return export_dir / tflite_export.TFLITE_DIR
+    return export_dir / features.TFLITE_DIR
 
 
 @pytest.mark.parametrize("model_file", ["model_float.tflite", "model_int8.tflite"])
