@@ -24,7 +24,7 @@ from models import features, tflite_export, trainer_module  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
 from tests.support import make_random_hub_mobilenet  # noqa: E402
 from tests.support.transformed import make_transformed_data, raw_row  # noqa: E402
-from tools import label_image  # noqa: E402
+from tools import classifiers, tflite_classifier  # noqa: E402
 
 IMAGE_SIZE = 128
 CLASSES = ("red", "green", "blue")  # label i is the photo's dominant channel i
@@ -197,8 +197,8 @@ def test_run_fn_writes_tflite_models_and_labels_beside_the_saved_model(serving_d
 def test_tflite_models_agree_with_the_saved_model(serving_dir, model_file):
     photos = [_encode(_photo_pixels(label, seed=300 + i), "JPEG")
               for i, label in enumerate([0, 1, 2, 2, 1, 0])]
-    saved_model = label_image.load_classifier(serving_dir)
-    tflite = label_image.load_tflite_classifier(serving_dir / "tflite" / model_file)
+    saved_model = classifiers.load_classifier(serving_dir)
+    tflite = tflite_classifier.load_tflite_classifier(serving_dir / "tflite" / model_file)
     expected, classes = saved_model(photos)
     scores, tflite_classes = tflite(photos)
     assert tflite_classes == classes == list(CLASSES)
