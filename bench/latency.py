@@ -29,8 +29,9 @@ common.tensorflow_defaults(log_level="3")
 
 from bench.photos import read_encoded  # noqa: E402
 from components.image_example_gen import images  # noqa: E402
-from models import tflite_export  # noqa: E402
-from tools import label_image  # noqa: E402
+from models import features  # noqa: E402
+from tools import classifiers as saved_model_classifier  # noqa: E402
+from tools import tflite_classifier  # noqa: E402
 
 WARMUP_CALLS = 3
 
@@ -93,25 +94,26 @@ def main(argv=None):
     from models import serving, views
     from models.training_config import TrainingConfig
 
-    model_dir = label_image.resolve_model_dir(args.model)
-    tflite_dir = model_dir / tflite_export.TFLITE_DIR
-    float_model = tf.lite.Interpreter(str(tflite_dir / tflite_export.FLOAT_MODEL_FILE))
-    image_size, resize = label_image.read_tflite_preprocessing(
-        tflite_dir / tflite_export.FLOAT_MODEL_FILE,
+    model_dir = saved_model_classifier.resolve_model_dir(args.model)
+    tflite_dir = model_dir / features.TFLITE_DIR
+    float_model = tf.lite.Interpreter(str(tflite_dir / features.FLOAT_MODEL_FILE))
+    image_size, resize = tflite_classifier.read_tflite_preprocessing(
+        tflite_dir / features.FLOAT_MODEL_FILE,
         int(float_model.get_input_details()[0]["shape"][1]))
-    to_pixels = label_image.training_pixels_function(image_size, resize)
+    to_pixels = tflite_classifier.training_pixels_function(image_size, resize)
     shape, encoded = photos(args.data_dir, args.batch_size, to_pixels)
     singles = [[photo] for photo in encoded]
     batch = [encoded]
 
     classifiers = {
-        "SavedModel, serving_default on JPEG bytes": label_image.load_classifier(model_dir)
+        "SavedModel, serving_default on JPEG bytes":
+            saved_model_classifier.load_classifier(model_dir),
     }
     for threads in sorted({1, common.cpu_count()}):
-        for kind, file_name in (("float", tflite_export.FLOAT_MODEL_FILE),
-                                ("int8", tflite_export.INT8_MODEL_FILE)):
+        for kind, file_name in (("float", features.FLOAT_MODEL_FILE),
+                                ("int8", features.INT8_MODEL_FILE)):
             classifiers[f"TFLite {kind}, label_image, {threads} thread(s)"] = (
-                label_image.load_tflite_classifier(tflite_dir / file_name, threads)
+                tflite_classifier.load_tflite_classifier(tflite_dir / file_name, threads)
             )
     pixel_singles = [to_pixels(tf.constant(single)).numpy() for single in singles]
     pixel_batch = [tf.concat(pixel_singles, axis=0).numpy()]

@@ -48,8 +48,10 @@ def fixed_input_size(module) -> tuple[int | None, int | None] | None:
         args = function.structured_input_signature[0]
         if args and isinstance(args[0], tf.TensorSpec):
             specs.append(args[0])
-    if not specs and "serving_default" in getattr(module, "signatures", {}):
-        specs = list(module.signatures["serving_default"].structured_input_signature[1].values())
+    # A TF Hub module's own default signature, not this project's serving contract.
+    hub_signature = "serving_default"
+    if not specs and hub_signature in getattr(module, "signatures", {}):
+        specs = list(module.signatures[hub_signature].structured_input_signature[1].values())
     for spec in specs:
         if spec.shape.rank == 4 and (spec.shape[1] is not None or spec.shape[2] is not None):
             return spec.shape[1], spec.shape[2]
@@ -134,6 +136,8 @@ def save_hub_module(feature_extractor: tf_keras.Model, export_dir: str,
     module.trainable_variables = list(feature_extractor.trainable_variables)
     # MobileNet has no weight regularizers; TF Hub's MobileNet modules' list is empty too.
     module.regularization_losses = []
+    # "serving_default": the SavedModel default signature TF Hub modules have, not this
+    # project's serving contract (models/features.py).
     tf.saved_model.save(module, export_dir, signatures={"serving_default": serving_default})
 
 

@@ -16,10 +16,6 @@ import tensorflow as tf  # noqa: E402
 
 from models import features, transform_module, views  # noqa: E402
 
-SERVING_IMAGES_SIGNATURE = "serving_default"
-SERVING_EXAMPLES_SIGNATURE = "serving_examples"
-LABELS_FILE = "labels.txt"
-
 
 def serving_views(settings) -> tuple[str, ...]:
     return tuple(settings.views) if settings.average_views else (views.PLAIN,)
@@ -80,13 +76,17 @@ def signatures(model, tf_transform_output, settings) -> dict:
         scores = score_jpegs(model, transformed[features.TRANSFORMED_IMAGE_KEY], settings,
                              pad_single)
         classes = tf.tile(class_names[tf.newaxis, :], [tf.shape(scores)[0], 1])
-        return {"scores": scores, "classes": classes}
+        return {features.SCORES_KEY: scores, features.CLASSES_KEY: classes}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT_KEY)]
+    )
     def serve_images(images):
         return classify(images)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name=features.SERVING_EXAMPLES_INPUT_KEY)
+    ])
     def serve_examples(examples):
         parsed = tf.io.parse_example(examples, {features.IMAGE_KEY: image_spec})
         # TFMA's batches: see views.pad_single_image. serving_default is not padded, since one
@@ -94,13 +94,13 @@ def signatures(model, tf_transform_output, settings) -> dict:
         return classify(tf.reshape(parsed[features.IMAGE_KEY], [-1]), pad_single=True)
 
     return {
-        SERVING_IMAGES_SIGNATURE: serve_images.get_concrete_function(),
-        SERVING_EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
+        features.SERVING_IMAGES_SIGNATURE: serve_images.get_concrete_function(),
+        features.SERVING_EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
     }
 
 
 def export_model(model, tf_transform_output, settings, export_dir: str) -> None:
     model.save(export_dir, save_format="tf",
                signatures=signatures(model, tf_transform_output, settings))
-    with tf.io.gfile.GFile(os.path.join(export_dir, "assets", LABELS_FILE), "w") as labels:
+    with tf.io.gfile.GFile(os.path.join(export_dir, "assets", features.LABELS_FILE), "w") as labels:
         labels.write("".join(f"{name}\n" for name in settings.class_names))

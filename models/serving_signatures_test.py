@@ -24,7 +24,7 @@ from models import features, tflite_export, trainer_module  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
 from tests.support import make_random_hub_mobilenet  # noqa: E402
 from tests.support.transformed import make_transformed_data, raw_row  # noqa: E402
-from tools import label_image  # noqa: E402
+from tools import classifiers, tflite_classifier  # noqa: E402
 
 IMAGE_SIZE = 128
 CLASSES = ("red", "green", "blue")  # label i is the photo's dominant channel i
@@ -179,7 +179,7 @@ def test_a_batch_of_mixed_shapes_scores_each_photo_as_it_scores_alone(loaded):
 
 
 def test_run_fn_writes_tflite_models_and_labels_beside_the_saved_model(serving_dir):
-    folder = serving_dir / tflite_export.TFLITE_DIR
+    folder = serving_dir / features.TFLITE_DIR
     assert sorted(path.name for path in folder.iterdir()) == [
         "labels.txt", "model_float.tflite", "model_int8.tflite", "preprocessing.json"
     ]
@@ -197,8 +197,8 @@ def test_run_fn_writes_tflite_models_and_labels_beside_the_saved_model(serving_d
 def test_tflite_models_agree_with_the_saved_model(serving_dir, model_file):
     photos = [_encode(_photo_pixels(label, seed=300 + i), "JPEG")
               for i, label in enumerate([0, 1, 2, 2, 1, 0])]
-    saved_model = label_image.load_classifier(serving_dir)
-    tflite = label_image.load_tflite_classifier(serving_dir / "tflite" / model_file)
+    saved_model = classifiers.load_classifier(serving_dir)
+    tflite = tflite_classifier.load_tflite_classifier(serving_dir / "tflite" / model_file)
     expected, classes = saved_model(photos)
     scores, tflite_classes = tflite(photos)
     assert tflite_classes == classes == list(CLASSES)

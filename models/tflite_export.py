@@ -30,13 +30,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from models import features  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
-TFLITE_DIR = "tflite"
-FLOAT_MODEL_FILE = "model_float.tflite"
-INT8_MODEL_FILE = "model_int8.tflite"
-LABELS_FILE = "labels.txt"
-PREPROCESSING_FILE = "preprocessing.json"
 # Calibration images for the int8 ranges. Each costs one float forward pass inside the
 # converter (about 0.1 s for MobileNet 1.0/224 on two cores), counted in the Trainer's time;
 # beyond ~100 the ranges of a MobileNet barely move.
@@ -57,7 +54,8 @@ def pixel_function(model, settings):
 
     @tf.function(input_signature=[spec])
     def scores(image):
-        return {"scores": serving.score_pixels(model, image, serving.serving_views(settings))}
+        scored = serving.score_pixels(model, image, serving.serving_views(settings))
+        return {features.SCORES_KEY: scored}
 
     return scores.get_concrete_function()
 
@@ -146,18 +144,20 @@ def write_tflite_models(
 
     Returns {file name: path}. tf.io.gfile, so ``export_dir`` may be a gs:// path as well.
     """
-    tflite_dir = os.path.join(export_dir, TFLITE_DIR)
+    tflite_dir = os.path.join(export_dir, features.TFLITE_DIR)
     tf.io.gfile.makedirs(tflite_dir)
     started = time.time()
     contents = {
-        FLOAT_MODEL_FILE: to_float_tflite(model, settings),
-        INT8_MODEL_FILE: to_int8_tflite(model, settings, calibration),
-        LABELS_FILE: "".join(f"{name}\n" for name in settings.class_names).encode("utf-8"),
-        PREPROCESSING_FILE: json.dumps(
+        features.FLOAT_MODEL_FILE: to_float_tflite(model, settings),
+        features.INT8_MODEL_FILE: to_int8_tflite(model, settings, calibration),
+        features.LABELS_FILE: "".join(
+            f"{name}\n" for name in settings.class_names
+        ).encode("utf-8"),
+        features.PREPROCESSING_FILE: json.dumps(
             {"image_size": settings.image_size, "resize": settings.resize}
         ).encode("utf-8"),
     }
-    left_float = float_tensors(contents[INT8_MODEL_FILE])
+    left_float = float_tensors(contents[features.INT8_MODEL_FILE])
     if left_float:
         logger.warning(
             "TFLite: %d tensors of the int8 model stay float (ops without an int8 kernel), "
@@ -170,7 +170,8 @@ def write_tflite_models(
             output.write(content)
     logger.info(
         "TFLite: float (%.1f MB) and int8 (%.1f MB, %d calibration images) models in %.0f s",
-        len(contents[FLOAT_MODEL_FILE]) / 1e6, len(contents[INT8_MODEL_FILE]) / 1e6,
+        len(contents[features.FLOAT_MODEL_FILE]) / 1e6,
+        len(contents[features.INT8_MODEL_FILE]) / 1e6,
         len(calibration), time.time() - started,
     )
     return paths

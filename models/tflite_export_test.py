@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-from models import tflite_export  # noqa: E402
+from models import features, tflite_export  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
 
 SIZE = 16
@@ -119,12 +119,12 @@ def test_calibration_images_takes_single_images_from_batches():
 
 def test_write_tflite_models_writes_both_models_and_labels(classifier, calibration, tmp_path):
     paths = tflite_export.write_tflite_models(classifier, SETTINGS, calibration, str(tmp_path))
-    folder = tmp_path / tflite_export.TFLITE_DIR
+    folder = tmp_path / features.TFLITE_DIR
     assert sorted(p.name for p in folder.iterdir()) == ["labels.txt", "model_float.tflite",
                                                        "model_int8.tflite", "preprocessing.json"]
     assert json.loads((folder / "preprocessing.json").read_text()) == {
         "image_size": SIZE, "resize": "squash"}
-    assert paths[tflite_export.INT8_MODEL_FILE] == str(folder / "model_int8.tflite")
+    assert paths[features.INT8_MODEL_FILE] == str(folder / "model_int8.tflite")
     assert (folder / "labels.txt").read_text() == "ant\nbee\ncat\n"
     float_model = (folder / "model_float.tflite").read_bytes()
     np.testing.assert_allclose(

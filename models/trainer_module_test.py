@@ -23,7 +23,6 @@ from models import (  # noqa: E402
     head,
     network,
     resolution_free,
-    serving,
     trainer_module,
     training_config,
     transform_module,
@@ -262,11 +261,11 @@ def test_run_fn_fits_the_head_and_exports_both_signatures(transformed, hub_modul
     assert issues["suspects"][0]["suggested"] == "red"
     assert issues["excluded_from_training"] == head["excluded_suspects"] == 0
     assert tf.io.gfile.glob(str(tmp_path / "trainer" / "logs" / "validation" / "events.*"))
-    labels = (tmp_path / "trainer" / "model" / "assets" / serving.LABELS_FILE).read_text()
+    labels = (tmp_path / "trainer" / "model" / "assets" / features.LABELS_FILE).read_text()
     assert labels.split() == list(CLASSES)
 
     loaded = tf.saved_model.load(fn_args.serving_model_dir)
-    serve_images = loaded.signatures[serving.SERVING_IMAGES_SIGNATURE]
+    serve_images = loaded.signatures[features.SERVING_IMAGES_SIGNATURE]
     assert list(serve_images.structured_input_signature[1]) == ["images"]
     photos = tf.constant([_photo(0, 100), _photo(1, 101, (30, 50)), _photo(1, 102)])
     outputs = serve_images(images=photos)
@@ -280,7 +279,7 @@ def test_run_fn_fits_the_head_and_exports_both_signatures(transformed, hub_modul
     example = tf.train.Example()
     example.features.feature[features.IMAGE_KEY].bytes_list.value.append(_photo(1, 103))
     example.features.feature[features.LABEL_KEY].int64_list.value.append(1)
-    serve_examples = loaded.signatures[serving.SERVING_EXAMPLES_SIGNATURE]
+    serve_examples = loaded.signatures[features.SERVING_EXAMPLES_SIGNATURE]
     from_examples = serve_examples(examples=tf.constant([example.SerializeToString()]))
     assert from_examples["scores"].numpy().argmax() == 1
 
@@ -326,6 +325,6 @@ def test_fine_tuner_hands_the_trainer_a_fine_tuned_module(transformed, hub_modul
     trainer_module.run_fn(trainer_args)
     assert len(tf.io.gfile.glob(shards)) == 2  # the original module's, the fine-tuned one's
     loaded = tf.saved_model.load(trainer_args.serving_model_dir)
-    scores = loaded.signatures[serving.SERVING_IMAGES_SIGNATURE](
+    scores = loaded.signatures[features.SERVING_IMAGES_SIGNATURE](
         images=tf.constant([_photo(0, 200), _photo(1, 201)]))["scores"].numpy()
     assert scores.argmax(axis=1).tolist() == [0, 1]

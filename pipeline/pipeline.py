@@ -74,9 +74,9 @@ def make_eval_config(
                 # guess, TFMA takes it for Keras, and Keras loads (slower, and more than one
                 # per model) were 38 % of the Evaluators' time in a profiled rerun (BENCHMARKS.md).
                 model_type=tfma.TF_GENERIC,
-                signature_name="serving_examples",
+                signature_name=features.SERVING_EXAMPLES_SIGNATURE,
                 label_key=label_key,
-                prediction_key="scores",
+                prediction_key=features.SCORES_KEY,
             )
         ],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[per_class_key])],

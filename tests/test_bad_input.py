@@ -45,15 +45,15 @@ def _run(flags):
 
 def _example_gen_runs(pipeline_root):
     """(state, Examples artifact's input_fingerprint) of ImageExampleGen in each run, in order."""
-    from pipeline import results
+    from pipeline import metadata_queries
 
-    store = results.open_store(str(pipeline_root / "metadata.db"), read_only=True)
+    store = metadata_queries.open_store(str(pipeline_root / "metadata.db"), read_only=True)
     runs = sorted(store.get_contexts_by_type("pipeline_run"),
                   key=lambda context: context.create_time_since_epoch)
     examples_type = store.get_artifact_type("Examples").id
     outcome = []
     for run in runs:
-        (state,) = [state for node, state, _ in results.component_times(store, run.id)
+        (state,) = [state for node, state, _ in metadata_queries.component_times(store, run.id)
                     if node == "ImageExampleGen"]
         (examples,) = [artifact for artifact in store.get_artifacts_by_context(run.id)
                        if artifact.type_id == examples_type]

@@ -422,9 +422,9 @@ def test_read_run_facts_from_a_small_metadata_store(tmp_path):
 
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    from pipeline import results
+    from pipeline import metadata_queries, results
 
-    store = results.open_store(str(tmp_path / "metadata.db"))
+    store = metadata_queries.open_store(str(tmp_path / "metadata.db"))
     run_type = store.put_context_type(pb.ContextType(name="pipeline_run"))
     node_type = store.put_context_type(pb.ContextType(name="node"))
     execution_type = store.put_execution_type(pb.ExecutionType(name="Component"))

@@ -31,12 +31,12 @@ def _run(args, timeout=900):
 
 def _component_states(pipeline_root):
     """{node id: state} of the newest run, from ML Metadata."""
-    from pipeline import results
+    from pipeline import metadata_queries
 
-    store = results.open_store(str(pipeline_root / "metadata.db"))
+    store = metadata_queries.open_store(str(pipeline_root / "metadata.db"))
     runs = store.get_contexts_by_type("pipeline_run")
     latest = max(runs, key=lambda context: context.create_time_since_epoch)
-    return {node: state for node, state, _ in results.component_times(store, latest.id)}
+    return {node: state for node, state, _ in metadata_queries.component_times(store, latest.id)}
 
 
 def _eval_accuracy_line(stdout):
@@ -209,10 +209,10 @@ def _inspect(capsys, *args):
 
 
 def test_inspect_lists_each_run_and_its_executions(first_run, capsys):
-    from pipeline import results
+    from pipeline import metadata_queries
 
     out = str(first_run[0] / "out")
-    store = results.open_store(str(first_run[0] / "out" / "metadata.db"), read_only=True)
+    store = metadata_queries.open_store(str(first_run[0] / "out" / "metadata.db"), read_only=True)
     run_ids = {context.name for context in store.get_contexts_by_type("pipeline_run")}
     runs = json.loads(_inspect(capsys, "runs", "--json", "--pipeline-root", out))["runs"]
     # One COMPLETE run per pipeline run (one, or two once the cached rerun has run).

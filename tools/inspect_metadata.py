@@ -6,41 +6,42 @@ the lineage of a model, as tables for people or as JSON (`--json`).
     python -m tools.inspect_metadata artifacts --type Examples
     python -m tools.inspect_metadata lineage [--artifact-id N]
 
-Everything is read through ml_metadata's `MetadataStore` (contexts, executions, artifacts and
-events), opened read-only; no SQL, and no TensorFlow or TFX import, so it answers in a second.
+Everything is read through pipeline.metadata_queries (ml_metadata's `MetadataStore`), opened
+read-only; no SQL, and no TensorFlow or TFX import, so it answers in a second. The tables are
+tools/metadata_format.py's.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
-from pipeline import results
+from pipeline import metadata_queries as queries
+from pipeline.metadata_queries import CACHED, INPUT_BASE, INPUT_FINGERPRINT
+from tools.metadata_format import (
+    format_artifacts,
+    format_executions,
+    format_lineage,
+    format_runs,
+    iso_time,
+)
 
 PROG = "python -m tools.inspect_metadata"
 DEFAULT_PIPELINE_ROOT = "tfx_poets_output"
 EXIT_OK = 0
 EXIT_USAGE = 2  # no store, unknown run / type / artifact: one line on stderr
 
-RUN_CONTEXT_TYPE = "pipeline_run"
-CACHED = "CACHED"
 DONE_STATES = frozenset({"COMPLETE", CACHED})
-SHORT_VALUE_CHARS = 60
-# The execution property of a file-based ExampleGen that names its input folder.
-INPUT_BASE = "input_base"
-INPUT_FINGERPRINT = "input_fingerprint"
 
 
 class InspectError(Exception):
     """Something the user can fix (missing store, unknown id); one line, exit code 2."""
 
 
-# --- pure helpers: values, states, times, tables ---------------------------------------
+# --- pure helpers ---------------------------------------------------------------------
 
 
 def run_state(execution_states: Iterable[str]) -> str:
@@ -54,98 +55,6 @@ def run_state(execution_states: Iterable[str]) -> str:
     if states and all(state in DONE_STATES for state in states):
         return "COMPLETE"
     return "RUNNING"
-
-
-def value_of(value):
-    """The Python value of an ML Metadata `Value` (a property or custom property).
-
-    TFX stores some custom properties as a struct {"__value__": "<JSON>"}; those are decoded.
-    """
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "struct_value":
-        from google.protobuf import json_format
-
-        as_dict = json_format.MessageToDict(value.struct_value)
-        if set(as_dict) == {"__value__"} and isinstance(as_dict["__value__"], str):
-            try:
-                return json.loads(as_dict["__value__"])
-            except ValueError:
-                return as_dict["__value__"]
-        return as_dict
-    if kind == "proto_value":
-        return f"<proto {value.proto_value.type_url}>"
-    return getattr(value, kind)
-
-
-def properties_of(node) -> dict:
-    """{name: value} of an artifact's or execution's properties and custom properties."""
-    merged = {name: value_of(value) for name, value in node.custom_properties.items()}
-    merged.update({name: value_of(value) for name, value in node.properties.items()})
-    return dict(sorted(merged.items()))
-
-
-def short(value, limit: int = SHORT_VALUE_CHARS) -> str:
-    """`value` on one line, at most `limit` characters (JSON for lists and dicts)."""
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, float):
-        text = f"{value:g}"
-    else:
-        text = json.dumps(value, sort_keys=True)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def iso_time(milliseconds: int) -> str:
-    """Milliseconds since the epoch as local ISO 8601 time with its UTC offset."""
-    moment = datetime.datetime.fromtimestamp(milliseconds / 1000).astimezone()
-    return moment.isoformat(timespec="seconds")
-
-
-def seconds_between(start_ms: int, end_ms: int) -> float:
-    return round(max(end_ms - start_ms, 0) / 1000, 3)
-
-
-def format_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
-    """A plain-text table: a header, a rule, then one line per row; numbers right-aligned."""
-    rows = [list(row) for row in rows]
-    cells = [[str(header) for header in headers]] + [
-        ["" if cell is None else str(cell) for cell in row] for row in rows
-    ]
-    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
-    numeric = [
-        bool(rows)
-        and all(isinstance(row[column], int | float) or row[column] in ("", None) for row in rows)
-        and any(isinstance(row[column], int | float) for row in rows)
-        for column in range(len(headers))
-    ]
-
-    def line(row):
-        return "  ".join(
-            cell.rjust(width) if is_number else cell.ljust(width)
-            for cell, width, is_number in zip(row, widths, numeric, strict=True)
-        ).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
-
-
-def pick_producer(candidates: Sequence[tuple[int, str, int]]) -> tuple[int, list[int]]:
-    """Of the executions with an OUTPUT event to one artifact, as (id, state, create time),
-    the one that produced it, and the cached executions that reused it later.
-
-    A cache hit records an OUTPUT event to the artifact it reuses; the producer is the oldest
-    execution that was not a cache hit (or the oldest of all, if every one was).
-    """
-    ordered = sorted(candidates, key=lambda candidate: (candidate[2], candidate[0]))
-    fresh = [candidate for candidate in ordered if candidate[1] != CACHED]
-    producer = (fresh or ordered)[0][0]
-    return producer, [
-        execution_id for execution_id, state, _ in ordered
-        if state == CACHED and execution_id != producer
-    ]
 
 
 def lineage_levels(start: int, input_producers: Mapping[int, Iterable[int]]) -> list[list[int]]:
@@ -175,9 +84,8 @@ def lineage_levels(start: int, input_producers: Mapping[int, Iterable[int]]) -> 
     return levels
 
 
-def chain_text(chain: Sequence[Sequence[str]]) -> str:
-    """[["Pusher"], ["Evaluator", "Trainer"]] -> "Pusher <- Evaluator/Trainer"."""
-    return " <- ".join("/".join(level) for level in chain)
+def seconds_between(start_ms: int, end_ms: int) -> float:
+    return round(max(end_ms - start_ms, 0) / 1000, 3)
 
 
 # --- reading the store ------------------------------------------------------------------
@@ -185,45 +93,23 @@ def chain_text(chain: Sequence[Sequence[str]]) -> str:
 
 def open_metadata(metadata_path: str):
     """The store at `metadata_path`, read-only; InspectError if it is missing."""
-    if not os.path.isfile(metadata_path):
-        raise InspectError(
-            f"no ML Metadata store at {metadata_path}: run `python runner_local.py` first, or "
-            "pass --pipeline-root DIR (or --metadata PATH) of a finished run"
-        )
     try:
-        return results.open_store(metadata_path, read_only=True)
-    except Exception as error:  # ml_metadata raises RuntimeError for a file that is no store
-        # Keep the reason, not the SQL statement ml_metadata appends to it.
-        reason = re.sub(r"\s+query:\s+(CREATE|SELECT|INSERT)\b.*", "", " ".join(str(error).split()))
-        reason = reason[:200]
+        return queries.open_read_only(metadata_path)
+    except queries.NoStoreError as error:
         raise InspectError(
-            f"cannot read {metadata_path} as an ML Metadata store: {reason}"
+            f"{error}: run `python runner_local.py` first, or pass --pipeline-root DIR (or "
+            "--metadata PATH) of a finished run"
         ) from error
-
-
-def _state_name(execution) -> str:
-    from ml_metadata.proto import metadata_store_pb2
-
-    return metadata_store_pb2.Execution.State.Name(execution.last_known_state)
-
-
-def _newest(nodes):
-    return max(nodes, key=lambda node: (node.create_time_since_epoch, node.id))
-
-
-def _run_contexts(store) -> list:
-    return sorted(
-        store.get_contexts_by_type(RUN_CONTEXT_TYPE),
-        key=lambda context: (context.create_time_since_epoch, context.id),
-    )
+    except queries.MetadataError as error:
+        raise InspectError(str(error)) from error
 
 
 def list_runs(store) -> list[dict]:
     """Every pipeline run, oldest first, with its state, times and cache hits."""
     runs = []
-    for context in _run_contexts(store):
+    for context in queries.run_contexts(store):
         executions = store.get_executions_by_context(context.id)
-        states = [_state_name(execution) for execution in executions]
+        states = [queries.state_name(execution) for execution in executions]
         end_ms = max(
             (execution.last_update_time_since_epoch for execution in executions),
             default=context.create_time_since_epoch,
@@ -241,7 +127,7 @@ def list_runs(store) -> list[dict]:
 
 def find_run(store, run_id: str | None):
     """The run context named `run_id`, or the newest run."""
-    runs = _run_contexts(store)
+    runs = queries.run_contexts(store)
     if not runs:
         raise InspectError("the store has no pipeline run yet: run `python runner_local.py`")
     if run_id is None:
@@ -262,13 +148,9 @@ def list_executions(store, run_id: str | None = None) -> dict:
         "executions": [
             {"component": node_id, "state": state, "seconds": round(seconds, 3),
              "cached": state == CACHED}
-            for node_id, state, seconds in results.component_times(store, run.id)
+            for node_id, state, seconds in queries.component_times(store, run.id)
         ],
     }
-
-
-def _artifact_type_names(store) -> dict[int, str]:
-    return {artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()}
 
 
 def artifact_summary(artifact, type_name: str) -> dict:
@@ -277,115 +159,45 @@ def artifact_summary(artifact, type_name: str) -> dict:
         "type": type_name,
         "uri": artifact.uri,
         "created": iso_time(artifact.create_time_since_epoch),
-        "properties": {name: value_of(value) for name, value in artifact.properties.items()},
-        "custom_properties": {
-            name: value_of(value) for name, value in artifact.custom_properties.items()
-        },
+        "properties": queries.values_of(artifact.properties),
+        "custom_properties": queries.values_of(artifact.custom_properties),
     }
 
 
 def list_artifacts(store, type_name: str) -> list[dict]:
     """Every artifact of the type `type_name`, oldest first."""
-    known = sorted(_artifact_type_names(store).values())
+    known = sorted(queries.artifact_type_names(store).values())
     if type_name not in known:
         raise InspectError(
             f"no artifact type {type_name!r} in the store; known types: {', '.join(known)}"
         )
-    artifacts = sorted(store.get_artifacts_by_type(type_name), key=lambda artifact: artifact.id)
-    return [artifact_summary(artifact, type_name) for artifact in artifacts]
+    return [
+        artifact_summary(artifact, type_name)
+        for artifact in queries.artifacts_of_type(store, type_name)
+    ]
 
 
 def default_lineage_artifact(store):
     """The newest PushedModel that was pushed (pushed=1), else the newest Model."""
-    pushed = [
-        artifact for artifact in store.get_artifacts_by_type("PushedModel")  # [] if no such type
-        if "pushed" in artifact.custom_properties
-        and artifact.custom_properties["pushed"].int_value == 1
-    ]
-    candidates = pushed or store.get_artifacts_by_type("Model")
-    if not candidates:
+    artifact = queries.newest_pushed_model(store)
+    if artifact is None:
         raise InspectError(
             "the store has no pushed model and no Model yet: run `python runner_local.py`, or "
             "pass --artifact-id N"
         )
-    return _newest(candidates)
-
-
-def _event_key(event) -> str:
-    for step in event.path.steps:
-        if step.HasField("key"):
-            return step.key
-    return ""
-
-
-def walk_upstream(store, artifact_id: int) -> dict:
-    """Follows the events from an artifact back to the root executions.
-
-    Returns {"producers": {artifact id: execution id}, "cached_in": {artifact id: [execution
-    ids that reused it as a cache hit]}, "inputs": {execution id: [(key, artifact id)]},
-    "executions": {id: Execution}, "artifacts": {id: Artifact}}.
-    """
-    from ml_metadata.proto import metadata_store_pb2
-
-    event_types = metadata_store_pb2.Event
-    outputs = (event_types.OUTPUT, event_types.DECLARED_OUTPUT)
-    inputs_types = (event_types.INPUT, event_types.DECLARED_INPUT)
-    (start,) = store.get_artifacts_by_id([artifact_id]) or [None]
-    if start is None:
-        raise InspectError(f"no artifact with id {artifact_id}; `{PROG} artifacts --type T` "
-                           "lists them")
-    graph = {"producers": {}, "cached_in": {}, "inputs": {}, "executions": {},
-             "artifacts": {start.id: start}}
-    frontier = [start.id]
-    while frontier:
-        output_events = [
-            event for event in store.get_events_by_artifact_ids(frontier)
-            if event.type in outputs
-        ]
-        unseen = {event.execution_id for event in output_events} - set(graph["executions"])
-        for execution in store.get_executions_by_id(sorted(unseen)):
-            graph["executions"][execution.id] = execution
-        candidates: dict[int, list[tuple[int, str, int]]] = {}
-        for event in output_events:
-            execution = graph["executions"][event.execution_id]
-            candidates.setdefault(event.artifact_id, []).append(
-                (execution.id, _state_name(execution), execution.create_time_since_epoch)
-            )
-        new_producers = []
-        for produced_id, produced_by in candidates.items():
-            producer, cached_in = pick_producer(produced_by)
-            graph["producers"][produced_id] = producer
-            graph["cached_in"][produced_id] = cached_in
-            if producer not in graph["inputs"]:
-                graph["inputs"][producer] = []
-                new_producers.append(producer)
-        input_events = [
-            event for event in store.get_events_by_execution_ids(sorted(new_producers))
-            if event.type in inputs_types
-        ] if new_producers else []
-        for event in sorted(input_events, key=lambda event: (_event_key(event), event.artifact_id)):
-            graph["inputs"][event.execution_id].append((_event_key(event), event.artifact_id))
-        frontier = sorted({event.artifact_id for event in input_events} - set(graph["artifacts"]))
-        for artifact in store.get_artifacts_by_id(frontier) if frontier else []:
-            graph["artifacts"][artifact.id] = artifact
-    return graph
-
-
-def _run_of_executions(store) -> dict[int, str]:
-    run_of = {}
-    for context in _run_contexts(store):
-        for execution in store.get_executions_by_context(context.id):
-            run_of[execution.id] = context.name
-    return run_of
+    return artifact
 
 
 def lineage(store, artifact_id: int | None = None) -> dict:
     """The lineage of an artifact (default: the newest pushed model) back to its image folder."""
     start_id = default_lineage_artifact(store).id if artifact_id is None else artifact_id
-    graph = walk_upstream(store, start_id)
-    type_names = _artifact_type_names(store)
-    node_ids = results.execution_node_ids(store)
-    run_of = _run_of_executions(store)
+    try:
+        graph = queries.walk_upstream(store, start_id)
+    except queries.MetadataError as error:
+        raise InspectError(f"{error}; `{PROG} artifacts --type T` lists them") from error
+    type_names = queries.artifact_type_names(store)
+    node_ids = queries.execution_node_ids(store)
+    run_of = queries.run_of_executions(store)
     start = graph["artifacts"][start_id]
     document = {
         "artifact": artifact_summary(start, type_names.get(start.type_id, "")),
@@ -413,12 +225,12 @@ def lineage(store, artifact_id: int | None = None) -> dict:
     for depth, level in enumerate(levels):
         for execution_id in level:
             execution = graph["executions"][execution_id]
-            properties = properties_of(execution)
+            properties = queries.properties_of(execution)
             step = {
                 "level": depth,
                 "component": component(execution_id),
                 "execution_id": execution_id,
-                "state": _state_name(execution),
+                "state": queries.state_name(execution),
                 "run_id": run_of.get(execution_id),
                 "inputs": [],
             }
@@ -453,85 +265,6 @@ def _output_fingerprint(graph: dict, execution_id: int) -> str | None:
         if producer == execution_id and INPUT_FINGERPRINT in properties:
             return properties[INPUT_FINGERPRINT].string_value
     return None
-
-
-# --- tables for people ------------------------------------------------------------------
-
-
-def format_runs(runs: Sequence[Mapping]) -> str:
-    if not runs:
-        return "no pipeline runs yet"
-    return format_table(
-        ["run id", "state", "started", "seconds", "executions", "cache hits"],
-        [
-            [run["run_id"], run["state"], run["start_time"], round(run["duration_seconds"], 1),
-             run["executions"], run["cache_hits"]]
-            for run in runs
-        ],
-    )
-
-
-def format_executions(document: Mapping) -> str:
-    table = format_table(
-        ["component", "state", "seconds", "cached"],
-        [
-            [row["component"], row["state"], round(row["seconds"], 1),
-             "yes" if row["cached"] else "no"]
-            for row in document["executions"]
-        ],
-    )
-    return f"run {document['run_id']}\n{table}"
-
-
-def format_artifacts(type_name: str, artifacts: Sequence[Mapping]) -> str:
-    """One line per property; the id and uri only on an artifact's first line."""
-    if not artifacts:
-        return f"no {type_name} artifacts"
-    rows = []
-    for artifact in artifacts:
-        values = {**artifact["custom_properties"], **artifact["properties"]}
-        names = sorted(values) or [""]
-        for index, name in enumerate(names):
-            first = index == 0
-            rows.append([
-                artifact["id"] if first else "",
-                artifact["uri"] if first else "",
-                name,
-                short(values[name]) if name else "",
-            ])
-    return format_table(["id", "uri", "property", "value"], rows)
-
-
-def format_lineage(document: Mapping) -> str:
-    artifact = document["artifact"]
-    lines = [f"lineage of {artifact['type']} {artifact['id']}  {artifact['uri']}"]
-    if not document["steps"]:
-        lines.append("  no execution produced it: nothing upstream")
-        return "\n".join(lines)
-    lines.append(f"chain: {chain_text(document['chain'])}")
-    lines.append("")
-    rows = []
-    for step in document["steps"]:
-        head = [step["level"], step["component"], step["execution_id"], step["state"]]
-        blank = ["", "", "", ""]
-        inputs = step["inputs"] or [None]
-        for index, item in enumerate(inputs):
-            prefix = head if index == 0 else blank
-            if item is None:
-                rows.append(prefix + ["", "(no inputs)", ""])
-            else:
-                artifact_text = f"{item['type']} {item['artifact_id']}"
-                rows.append(prefix + [item["key"], artifact_text, item["producer"] or ""])
-    lines.append(format_table(
-        ["level", "component", "execution", "state", "input", "artifact", "from"], rows
-    ))
-    sources = [step for step in document["steps"] if INPUT_BASE in step]
-    for step in sources:
-        lines.append("")
-        lines.append(f"{step['component']} (execution {step['execution_id']}) read:")
-        lines.append(f"  image folder  {step[INPUT_BASE]}")
-        lines.append(f"  fingerprint   {step[INPUT_FINGERPRINT] or 'n/a'}")
-    return "\n".join(lines)
 
 
 # --- command line -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Tests of `python -m tools.inspect_metadata` on small ML Metadata stores built by hand:
-in memory (`fake_database`) for the logic, a SQLite file for the command line. No pipeline run."""
+in memory (`fake_database`) for the logic, a SQLite file for the command line (the stores of
+pipeline/metadata_queries_test.py). No pipeline run."""
 
 import json
 
@@ -7,105 +8,10 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
-from pipeline import results
+from pipeline import metadata_queries as queries
+from pipeline.metadata_queries_test import FINGERPRINT, PHOTOS, StoreBuilder, build_store
 from tools import inspect_metadata as inspect
-
-State = mlmd.Execution.State
-PHOTOS = "/data/photos"
-FINGERPRINT = "split:images,num_files:3,total_bytes:30"
-
-
-class _Builder:
-    """Types, contexts, artifacts and executions of a tiny tfx_poets pipeline."""
-
-    def __init__(self, store):
-        self.store = store
-        self.type_ids = {}
-        for name in ("pipeline_run", "node"):
-            self.type_ids[name] = store.put_context_type(mlmd.ContextType(name=name))
-        self.type_ids["Component"] = store.put_execution_type(mlmd.ExecutionType(name="Component"))
-        for name in ("Examples", "Schema", "Model", "ModelBlessing", "PushedModel"):
-            self.type_ids[name] = store.put_artifact_type(mlmd.ArtifactType(name=name))
-        self.nodes = {}
-
-    def run(self, name):
-        context = mlmd.Context(type_id=self.type_ids["pipeline_run"], name=name)
-        (context.id,) = self.store.put_contexts([context])
-        return context
-
-    def _node(self, node_id):
-        if node_id not in self.nodes:
-            context = mlmd.Context(type_id=self.type_ids["node"], name=f"tfx_poets.{node_id}")
-            (context.id,) = self.store.put_contexts([context])
-            self.nodes[node_id] = context
-        return self.nodes[node_id]
-
-    def artifact(self, type_name, uri, **custom):
-        artifact = mlmd.Artifact(type_id=self.type_ids[type_name], uri=uri)
-        for key, value in custom.items():
-            if isinstance(value, int):
-                artifact.custom_properties[key].int_value = value
-            else:
-                artifact.custom_properties[key].string_value = value
-        (artifact.id,) = self.store.put_artifacts([artifact])
-        return artifact
-
-    def execute(self, run, node_id, state=State.COMPLETE, inputs=(), outputs=(), **custom):
-        execution = mlmd.Execution(type_id=self.type_ids["Component"], last_known_state=state)
-        for key, value in custom.items():
-            execution.custom_properties[key].string_value = value
-        pairs = []
-        for event_type, items in ((mlmd.Event.INPUT, inputs), (mlmd.Event.OUTPUT, outputs)):
-            for key, artifact in items:
-                event = mlmd.Event(type=event_type)
-                event.path.steps.add().key = key
-                event.path.steps.add().index = 0
-                pairs.append((artifact, event))
-        execution_id, _, _ = self.store.put_execution(execution, pairs, [run, self._node(node_id)])
-        return execution_id
-
-
-def build_store(store):
-    """run-1 trains and pushes; run-2 is cached up to the Trainer and does not push (pushed=0);
-    run-3 fails in its first execution. Returns {name: artifact or execution id}."""
-    build = _Builder(store)
-    ids = {}
-    run1 = build.run("run-1")
-    examples = build.artifact("Examples", "/root/artifacts/ImageExampleGen/examples/1",
-                              input_fingerprint=FINGERPRINT, num_images=3)
-    schema = build.artifact("Schema", "/root/artifacts/ImportSchemaGen/schema/2")
-    model = build.artifact("Model", "/root/artifacts/Trainer/model/3")
-    blessing = build.artifact("ModelBlessing", "/root/artifacts/Evaluator/blessing/4", blessed=1)
-    pushed = build.artifact("PushedModel", "/root/artifacts/Pusher/pushed_model/5", pushed=1,
-                            pushed_destination="/root/serving_model/1")
-    ids["example_gen"] = build.execute(run1, "ImageExampleGen", outputs=[("examples", examples)],
-                                       input_base=PHOTOS, input_fingerprint=FINGERPRINT)
-    build.execute(run1, "ImportSchemaGen", outputs=[("schema", schema)])
-    ids["trainer"] = build.execute(run1, "Trainer", inputs=[("examples", examples),
-                                                            ("schema", schema)],
-                                   outputs=[("model", model)])
-    build.execute(run1, "Evaluator", inputs=[("model", model), ("examples", examples)],
-                  outputs=[("blessing", blessing)])
-    build.execute(run1, "Pusher", inputs=[("model", model), ("model_blessing", blessing)],
-                  outputs=[("pushed_model", pushed)])
-
-    run2 = build.run("run-2")
-    build.execute(run2, "ImageExampleGen", State.CACHED, outputs=[("examples", examples)])
-    ids["cached_trainer"] = build.execute(run2, "Trainer", State.CACHED,
-                                          inputs=[("examples", examples)],
-                                          outputs=[("model", model)])
-    unblessed = build.artifact("ModelBlessing", "/root/artifacts/Evaluator/blessing/8", blessed=0)
-    build.execute(run2, "Evaluator", inputs=[("model", model), ("examples", examples)],
-                  outputs=[("blessing", unblessed)])
-    not_pushed = build.artifact("PushedModel", "/root/artifacts/Pusher/pushed_model/9", pushed=0)
-    build.execute(run2, "Pusher", inputs=[("model", model), ("model_blessing", unblessed)],
-                  outputs=[("pushed_model", not_pushed)])
-
-    run3 = build.run("run-3")
-    build.execute(run3, "ImageExampleGen", State.FAILED)
-    ids.update(examples=examples.id, schema=schema.id, model=model.id, pushed=pushed.id,
-               not_pushed=not_pushed.id)
-    return ids
+from tools import metadata_format as fmt
 
 
 @pytest.fixture
@@ -118,7 +24,7 @@ def fake_store():
 
 @pytest.fixture
 def sqlite_root(tmp_path):
-    build_store(results.open_store(str(tmp_path / "metadata.db")))
+    build_store(queries.open_store(str(tmp_path / "metadata.db")))
     return tmp_path
 
 
@@ -142,16 +48,16 @@ def test_run_state(states, expected):
 def test_values_are_decoded_and_shortened():
     value = mlmd.Value()
     value.struct_value.fields["__value__"].string_value = '{"eval": 1.0}'
-    assert inspect.value_of(value) == {"eval": 1.0}
+    assert queries.value_of(value) == {"eval": 1.0}
     value = mlmd.Value(int_value=3)
-    assert inspect.value_of(value) == 3
-    assert inspect.short("a\n  b") == "a b"
-    assert inspect.short("x" * 100, limit=10) == "xxxxxxx..."
-    assert inspect.short(["train", "eval"]) == '["train", "eval"]'
+    assert queries.value_of(value) == 3
+    assert fmt.short("a\n  b") == "a b"
+    assert fmt.short("x" * 100, limit=10) == "xxxxxxx..."
+    assert fmt.short(["train", "eval"]) == '["train", "eval"]'
 
 
 def test_format_table_aligns_columns_and_numbers():
-    table = inspect.format_table(["name", "seconds"], [["Trainer", 12.5], ["Pusher", 0.1]])
+    table = fmt.format_table(["name", "seconds"], [["Trainer", 12.5], ["Pusher", 0.1]])
     assert table.splitlines() == [
         "name     seconds",
         "-------  -------",
@@ -160,20 +66,13 @@ def test_format_table_aligns_columns_and_numbers():
     ]
 
 
-def test_producer_is_the_oldest_execution_that_was_not_a_cache_hit():
-    # (execution id, state, create time)
-    assert inspect.pick_producer([(9, "CACHED", 900), (3, "COMPLETE", 300)]) == (3, [9])
-    assert inspect.pick_producer([(4, "COMPLETE", 400)]) == (4, [])
-    assert inspect.pick_producer([(8, "CACHED", 800), (7, "CACHED", 700)]) == (7, [8])
-
-
 def test_levels_are_longest_distances_from_the_start():
     # Pusher(5) <- Evaluator(4), Trainer(3); Evaluator <- Trainer, ExampleGen(1);
     # Trainer <- Transform(2); Transform <- ExampleGen.
     producers = {5: [3, 4], 4: [3, 1], 3: [2], 2: [1], 1: []}
     assert inspect.lineage_levels(5, producers) == [[5], [4], [3], [2], [1]]
     assert inspect.lineage_levels(3, {3: [1, 2], 1: [], 2: []}) == [[3], [1, 2]]
-    assert inspect.chain_text([["Pusher"], ["Evaluator", "Trainer"]]) == (
+    assert fmt.chain_text([["Pusher"], ["Evaluator", "Trainer"]]) == (
         "Pusher <- Evaluator/Trainer"
     )
 
@@ -237,7 +136,7 @@ def test_lineage_of_the_pushed_model_reaches_the_image_folder(fake_store):
     assert model_input["cached_in"] == [ids["cached_trainer"]]
     assert steps["ImageExampleGen"]["execution_id"] == ids["example_gen"]
     assert steps["ImageExampleGen"]["run_id"] == "run-1"
-    text = inspect.format_lineage(document)
+    text = fmt.format_lineage(document)
     assert "chain: Pusher <- Evaluator <- Trainer <- ImageExampleGen/ImportSchemaGen" in text
     assert f"image folder  {PHOTOS}" in text
 
@@ -257,7 +156,7 @@ def test_fingerprint_falls_back_to_the_examples_artifact():
     config = mlmd.ConnectionConfig()
     config.fake_database.SetInParent()
     store = metadata_store.MetadataStore(config)
-    build = _Builder(store)
+    build = StoreBuilder(store)
     examples = build.artifact("Examples", "/e", input_fingerprint="from-artifact")
     build.execute(build.run("r"), "ImageExampleGen", outputs=[("examples", examples)],
                   input_base=PHOTOS)
@@ -305,7 +204,7 @@ def test_lineage_defaults_to_the_newest_model_when_nothing_was_pushed():
     config = mlmd.ConnectionConfig()
     config.fake_database.SetInParent()
     store = metadata_store.MetadataStore(config)
-    build = _Builder(store)
+    build = StoreBuilder(store)
     with pytest.raises(inspect.InspectError, match="no pushed model and no Model"):
         inspect.lineage(store)
     build.artifact("PushedModel", "/p", pushed=0)

@@ -35,7 +35,6 @@ REPORT_KEY = "report"
 SPLIT_KEY = "split"
 MAX_MISCLASSIFIED_KEY = "max_misclassified"
 REPORT_HTML = "report.html"
-SERVING_EXAMPLES_SIGNATURE = "serving_examples"  # the Trainer's raw tf.Example signature
 TFMA_CONFUSION_MATRIX_PLOT = "multi_class_confusion_matrix_plot"
 PREDICT_BATCH_SIZE = 32
 
@@ -146,7 +145,7 @@ def classify_split(model_uri: str, files: list[str], num_classes: int, max_mista
     """Runs the model's serving_examples signature over raw tf.Example files once:
     (confusion matrix, the most confident mistakes)."""
     classify = tf.saved_model.load(path_utils.serving_model_path(model_uri)).signatures[
-        SERVING_EXAMPLES_SIGNATURE]
+        features.SERVING_EXAMPLES_SIGNATURE]
     feature_spec = {
         features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
         features.FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value=b""),
@@ -156,7 +155,8 @@ def classify_split(model_uri: str, files: list[str], num_classes: int, max_mista
     mistakes = report_data.WorstMistakes(max_mistakes)
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(PREDICT_BATCH_SIZE)
     for serialized in dataset:
-        scores = classify(examples=serialized)["scores"].numpy()
+        scores = classify(
+            **{features.SERVING_EXAMPLES_INPUT_KEY: serialized})[features.SCORES_KEY].numpy()
         parsed = tf.io.parse_example(serialized, feature_spec)
         labels = parsed[features.LABEL_KEY].numpy()
         predicted = scores.argmax(axis=-1)
