@@ -380,7 +380,7 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
     runs: then the data folder and the handle are taken as given, and the classes come from
     --class-names when the folder is not readable from here.
     """
-    from components.image_example_gen import images
+    from components.image_example_gen import images, scan
 
     config_lib.parse_architecture(args.architecture)  # checks the name
     handle = args.model_handle or config_lib.architecture_to_hub_handle(args.architecture)
@@ -401,12 +401,12 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
     if args.class_names:
         class_names = tuple(sorted(name.strip() for name in args.class_names.split(",")))
         if local:
-            missing = sorted(set(class_names) - set(images.discover_classes(data_dir)))
+            missing = sorted(set(class_names) - set(scan.discover_classes(data_dir)))
             if missing:
                 raise CliError(f"--class-names: no image folder {missing[0]!r} in {data_dir}")
     else:
         try:
-            class_names = images.discover_classes(data_dir)
+            class_names = scan.discover_classes(data_dir)
         except images.DataDirError as error:
             raise CliError(str(error)) from None
     beam_args = beam_pipeline_args(args.beam_runner, args.beam_arg)
