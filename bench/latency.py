@@ -28,7 +28,7 @@ from bench import common
 common.tensorflow_defaults(log_level="3")
 
 from bench.photos import read_encoded  # noqa: E402
-from components.image_example_gen import images  # noqa: E402
+from components.image_example_gen.scan import discover_classes, list_class_images  # noqa: E402
 from models import features  # noqa: E402
 from tools import classifiers as saved_model_classifier  # noqa: E402
 from tools import tflite_classifier  # noqa: E402
@@ -61,8 +61,7 @@ def photos(data_dir, count, to_pixels, scan=400):
 
     import tensorflow as tf
 
-    per_class = [images.list_class_images(data_dir, name)
-                 for name in images.discover_classes(data_dir)]
+    per_class = [list_class_images(data_dir, name) for name in discover_classes(data_dir)]
     paths = [os.path.join(data_dir, files[index])
              for index in range(scan) for files in per_class if index < len(files)]
     by_shape = collections.defaultdict(list)

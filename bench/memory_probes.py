@@ -57,14 +57,17 @@ def _example_gen(data_dir: str, schema: str, work_dir: str) -> dict:
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
 
-    from components.image_example_gen import executor, images
-    from components.image_example_gen.component import ImageExampleGen
+    from components.image_example_gen import executor, scan
+    from pipeline import config as config_lib
+    from pipeline.pipeline import image_example_gen
 
     rss = PeakRss()
     context = BaseBeamExecutor.Context(
         beam_pipeline_args=["--direct_num_workers=1"], tmp_dir=os.path.join(work_dir, "tmp")
     )
-    component = ImageExampleGen(data_dir, list(images.discover_classes(data_dir)))
+    component = image_example_gen(
+        config_lib.DataConfig(data_dir, scan.discover_classes(data_dir)), code_fingerprint=""
+    )
     examples = standard_artifacts.Examples()
     examples.uri = os.path.join(work_dir, "examples")
     result = {}

@@ -10,6 +10,8 @@ IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
 LABEL_NAME_KEY = "image/class/text"
 FILENAME_KEY = "image/filename"
+HEIGHT_KEY = "image/height"
+WIDTH_KEY = "image/width"
 # Feature names after Transform.
 TRANSFORMED_IMAGE_KEY = "image_jpeg"
 TRANSFORMED_LABEL_KEY = "label"

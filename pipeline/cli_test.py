@@ -6,7 +6,8 @@ from unittest import mock
 import pytest
 
 from models import training_config
-from pipeline import cli
+from pipeline import cli, preflight
+from pipeline import config as config_lib
 from tests.support import make_image_folder
 
 
@@ -124,6 +125,61 @@ def test_a_boolean_environment_variable_that_is_no_boolean_is_one_line(tmp_path,
         cli.build_parser()
 
 
+def test_a_boolean_environment_variable_that_is_no_boolean_exits_2_in_one_line(
+        tmp_path, hub_dir, monkeypatch, capsys):
+    photos = make_image_folder(tmp_path / "photos", {"x": 1, "y": 1})
+    monkeypatch.setenv("TFX_POETS_NO_CACHE", "sometimes")
+    calls = []
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}"], calls) == 2
+    assert calls == []
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == ("retrain: error: TFX_POETS_NO_CACHE='sometimes': use one of 1, true, yes, "
+                    "on, 0, false, no, off")
+
+
+def test_numbers_and_repeatable_flags_from_the_environment(tmp_path, hub_dir, monkeypatch):
+    photos = make_image_folder(tmp_path / "photos", {"x": 1, "y": 1})
+    monkeypatch.setenv("TFX_POETS_TESTING_PERCENTAGE", "20")
+    monkeypatch.setenv("TFX_POETS_FINE_TUNE_EPOCHS", "3")
+    monkeypatch.setenv("TFX_POETS_MIN_ACCURACY", "0.8")
+    monkeypatch.setenv("TFX_POETS_BEAM_ARG", "--parallelism=4 --flink_master=localhost:8081")
+    calls = []
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}"], calls) == 0
+    (config,) = calls
+    assert config.data.testing_percentage == 20 and config.training.fine_tune_epochs == 3
+    assert config.evaluation.min_accuracy == 0.8
+    assert config.beam_pipeline_args[-2:] == ("--parallelism=4", "--flink_master=localhost:8081")
+    # A flag still wins over its variable.
+    calls.clear()
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}",
+                      "--testing-percentage=5"], calls) == 0
+    assert calls[0].data.testing_percentage == 5
+
+
+def test_a_number_environment_variable_that_is_no_number_exits_2_in_one_line(
+        tmp_path, hub_dir, monkeypatch, capsys):
+    monkeypatch.setenv("TFX_POETS_TESTING_PERCENTAGE", "ten")
+    assert _run_main([f"--model-handle={hub_dir}"], []) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == "retrain: error: TFX_POETS_TESTING_PERCENTAGE='ten': use an integer"
+
+
+def test_flag_defaults_are_the_configs_defaults():
+    args = cli.build_parser().parse_args([])
+    data = config_lib.defaults_of(config_lib.DataConfig)
+    for name in ("testing_percentage", "validation_percentage", "max_class_imbalance",
+                 "near_duplicate_distance"):
+        assert getattr(args, name) == data[name]
+    assert args.min_accuracy == config_lib.defaults_of(config_lib.EvaluationConfig)["min_accuracy"]
+    pipeline = config_lib.defaults_of(config_lib.PipelineConfig)
+    assert (args.pipeline_name, args.pipeline_root) == (pipeline["pipeline_name"],
+                                                       config_lib.DEFAULT_PIPELINE_ROOT)
+    assert args.no_cache is (not pipeline["enable_cache"])
+    training = config_lib.defaults_of(config_lib.TrainingConfig)
+    for name in ("head_c", "fine_tune_epochs", "flip_left_right", "seed", "train_batch_size"):
+        assert getattr(args, name) == training[name]
+
+
 @pytest.mark.parametrize(
     "make_args,message",
     [
@@ -217,7 +273,8 @@ def test_a_mobilenet_v1_module_takes_any_size(tmp_path):
 
     photos = make_image_folder(tmp_path / "photos", {"a": 2, "b": 2})
     module = make_random_hub_mobilenet(tmp_path / "hub128", alpha=0.25, resolution=128)
-    assert cli.module_image_size(str(module)) == 128 and cli.module_is_mobilenet_v1(str(module))
+    assert preflight.module_image_size(str(module)) == 128
+    assert preflight.module_is_mobilenet_v1(str(module))
     calls = []
     assert _run_main([f"--data-dir={photos}", f"--model-handle={module}", "--image-size=224"],
                      calls) == 0
@@ -232,7 +289,7 @@ def test_a_fixed_module_that_cannot_be_rebuilt_takes_its_size_and_a_mismatch_is_
     module = make_random_hub_mobilenet(tmp_path / "hub128", alpha=0.25, resolution=128)
     calls = []
     # As a module of another architecture: no MobileNet V1 variable names.
-    with mock.patch.object(cli, "module_is_mobilenet_v1", return_value=False):
+    with mock.patch.object(preflight, "module_is_mobilenet_v1", return_value=False):
         assert _run_main([f"--data-dir={photos}", f"--model-handle={module}"], calls) == 0
         assert _run_main([f"--data-dir={photos}", f"--model-handle={module}",
                           "--image-size=224"], calls) == 2
@@ -246,8 +303,8 @@ def test_a_fixed_module_that_cannot_be_rebuilt_takes_its_size_and_a_mismatch_is_
 
 def test_the_shared_module_takes_224_and_a_corrupt_one_is_one_line(tmp_path, shared_mobilenet,
                                                                   capsys):
-    assert cli.module_image_size(shared_mobilenet) == 224
-    assert cli.module_is_mobilenet_v1(shared_mobilenet)
+    assert preflight.module_image_size(shared_mobilenet) == 224
+    assert preflight.module_is_mobilenet_v1(shared_mobilenet)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "saved_model.pb").write_bytes(b"\x0bnot a protocol buffer")
     photos = make_image_folder(tmp_path / "photos", {"a": 2, "b": 2})

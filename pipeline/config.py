@@ -36,6 +36,19 @@ DEFAULT_FINE_TUNE_FN = "models.trainer_module.fine_tune_fn"
 # shared set, are 70 and more apart. Over half the bits, unrelated photos would match.
 DEFAULT_NEAR_DUPLICATE_DISTANCE = 64
 MAX_NEAR_DUPLICATE_DISTANCE = 128
+# Where a pipeline writes its artifacts, metadata.db and serving_model/ unless told otherwise;
+# also where tools/ look first.
+DEFAULT_PIPELINE_ROOT = "tfx_poets_output"
+
+
+def defaults_of(config_class) -> dict:
+    """The defaults of a config dataclass's fields: the one place each setting's default is
+    written (the command line's flags show and use these)."""
+    return {
+        field.name: field.default
+        for field in dataclasses.fields(config_class)
+        if field.default is not dataclasses.MISSING
+    }
 
 
 def parse_architecture(architecture: str) -> tuple[str, int]:
@@ -116,7 +129,7 @@ class PipelineConfig:
     training: TrainingConfig
     evaluation: EvaluationConfig = EvaluationConfig()
     pipeline_name: str = "tfx-poets"
-    pipeline_root: str = "tfx_poets_output"
+    pipeline_root: str = DEFAULT_PIPELINE_ROOT
     # The curated schema (a schema.pbtxt) that ExampleValidator and Transform use.
     schema_path: str = ""
     enable_cache: bool = True

@@ -102,17 +102,22 @@ def _load_factory(dotted_name: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
+def image_example_gen(data: config_lib.DataConfig, code_fingerprint: str) -> ImageExampleGen:
+    """The pipeline's first step, every setting of it from `data`."""
+    return ImageExampleGen(
+        data_dir=data.data_dir,
+        class_names=data.class_names,
+        testing_percentage=data.testing_percentage,
+        validation_percentage=data.validation_percentage,
+        max_class_imbalance=data.max_class_imbalance,
+        near_duplicate_distance=data.near_duplicate_distance,
+        code_fingerprint=code_fingerprint,
+    )
+
+
 def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
     """The pipeline's components by id, in topological order."""
-    example_gen = ImageExampleGen(
-        data_dir=config.data.data_dir,
-        class_names=config.data.class_names,
-        testing_percentage=config.data.testing_percentage,
-        validation_percentage=config.data.validation_percentage,
-        max_class_imbalance=config.data.max_class_imbalance,
-        near_duplicate_distance=config.data.near_duplicate_distance,
-        code_fingerprint=config.code_fingerprint,
-    )
+    example_gen = image_example_gen(config.data, config.code_fingerprint)
     schema_gen = ImportSchemaGen(schema_file=config.schema_path)
     # With the schema, TFDV treats the photos (image_domain) as bytes: without it, it counts
     # every photo's bytes as a distinct string value, all held in memory at once.

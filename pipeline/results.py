@@ -210,7 +210,7 @@ def summarize(config: PipelineConfig) -> str:
             f"{balance['smallest']['images']})"
         )
         if balance["imbalanced"]:
-            from components.image_example_gen.executor import imbalance_message
+            from components.image_example_gen.report import imbalance_message
 
             lines.append(f"  WARNING        {imbalance_message(balance)}")
     lines.append(f"  ML Metadata    {config.metadata_path}")

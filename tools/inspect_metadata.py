@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 
 from pipeline import metadata_queries as queries
+from pipeline.config import DEFAULT_PIPELINE_ROOT
 from pipeline.metadata_queries import CACHED, INPUT_BASE, INPUT_FINGERPRINT
 from tools.metadata_format import (
     format_artifacts,
@@ -30,7 +31,6 @@ from tools.metadata_format import (
 )
 
 PROG = "python -m tools.inspect_metadata"
-DEFAULT_PIPELINE_ROOT = "tfx_poets_output"
 EXIT_OK = 0
 EXIT_USAGE = 2  # no store, unknown run / type / artifact: one line on stderr
 
@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             f"  {PROG} runs\n"
             f"  {PROG} executions --run 2026-11-29T15:52:48.875438\n"
-            f"  {PROG} artifacts --type Examples --pipeline-root tfx_poets_output\n"
+            f"  {PROG} artifacts --type Examples --pipeline-root {DEFAULT_PIPELINE_ROOT}\n"
             f"  {PROG} lineage --json\n"
             "exit status: 0 ok, 2 no store (or unknown run, type or artifact)"
         ),

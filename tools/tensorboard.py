@@ -22,8 +22,9 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 
+from pipeline.config import DEFAULT_PIPELINE_ROOT
+
 PROG = "python -m tools.tensorboard"
-DEFAULT_PIPELINE_ROOT = "tfx_poets_output"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6006
 # How many ports after the requested one are tried before giving up.

@@ -19,7 +19,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.image_example_gen.executor import GROUPED_PHOTOS_FILE, REPORT_FILE
+from components.image_example_gen.report import GROUPED_PHOTOS_FILE, REPORT_FILE
 from components.run_report import report_data, report_page
 from models import confusion, features
 

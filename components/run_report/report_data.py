@@ -13,8 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from models import features
+
 SPLIT_ORDER = ("train", "eval", "test")
-IMAGE_SIZE_FEATURES = ("image/height", "image/width")
+IMAGE_SIZE_FEATURES = (features.HEIGHT_KEY, features.WIDTH_KEY)
 # The Keras TensorBoard callback's per-epoch scalars, by the name the report shows.
 CURVE_TAGS = {"epoch_loss": "loss", "epoch_accuracy": "accuracy"}
 CURVE_RUNS = ("train", "validation")
