@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from models import features, training_config
 from pipeline import config as config_lib
-from pipeline import logs, preflight
+from pipeline import logs, preflight, tfx_package
 from pipeline.env_flags import ENV_PREFIX, EnvFlag, FlagGroup, environment_defaults
 from pipeline.preflight import CliError, choose_image_size, choose_views
 
@@ -270,6 +270,8 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
         except images.DataDirError as error:
             raise CliError(str(error)) from None
     beam_args = beam_pipeline_args(args.beam_runner, args.beam_arg)
+    if local:  # a remote orchestrator's containers have TFX's package of their own
+        beam_args = tfx_package.with_tfx_package(beam_args, args.cache_dir)
     return config_lib.PipelineConfig(
         data=config_lib.DataConfig(
             data_dir=_local_path(data_dir),

@@ -1,5 +1,6 @@
 """Tests of the retrain command line: flags, environment, preflight errors."""
 
+import os
 import shutil
 from unittest import mock
 
@@ -79,12 +80,16 @@ def test_beam_runner_and_arguments_reach_the_config(tmp_path, hub_dir):
     flags = [f"--data-dir={photos}", f"--model-handle={hub_dir}", "--beam-runner=FlinkRunner",
              "--beam-arg=--flink_master=localhost:8081", "--beam-arg=--parallelism=4"]
     assert _run_main(flags, calls) == 0
-    assert calls[0].beam_pipeline_args == (
+    runner_args, package = calls[0].beam_pipeline_args[:-1], calls[0].beam_pipeline_args[-1]
+    assert runner_args == (
         "--runner=FlinkRunner", "--flink_master=localhost:8081", "--parallelism=4"
     )
+    # TFX's own package for the workers, built once (pipeline/tfx_package.py).
+    assert package.startswith("--extra_package=") and os.path.isfile(package.split("=", 1)[1])
     calls.clear()
     assert _run_main(flags[:2], calls) == 0
-    assert calls[0].beam_pipeline_args == ("--runner=DirectRunner", "--direct_num_workers=1")
+    assert calls[0].beam_pipeline_args == ("--runner=DirectRunner", "--direct_num_workers=1",
+                                           package)
 
 
 def test_flower_classes_use_the_flowers_schema(tmp_path, hub_dir):
@@ -148,7 +153,8 @@ def test_numbers_and_repeatable_flags_from_the_environment(tmp_path, hub_dir, mo
     (config,) = calls
     assert config.data.testing_percentage == 20 and config.training.fine_tune_epochs == 3
     assert config.evaluation.min_accuracy == 0.8
-    assert config.beam_pipeline_args[-2:] == ("--parallelism=4", "--flink_master=localhost:8081")
+    assert config.beam_pipeline_args[-3:-1] == ("--parallelism=4",
+                                                 "--flink_master=localhost:8081")
     # A flag still wins over its variable.
     calls.clear()
     assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}",
