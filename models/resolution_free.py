@@ -172,7 +172,7 @@ def make_resolution_free(module_path: str, export_dir: str) -> float | None:
 def any_size_module(module_path: str, cache_dir: str) -> str:
     """The module itself if it takes any size, else its any-size copy under `cache_dir`.
 
-    The copy is made once per module (keyed by components/bottleneck_cache.module_key), into
+    The copy is made once per module (keyed by models/bottleneck_cache.module_key), into
     a temporary folder renamed when complete, so an interrupted run never leaves half a
     module; without `cache_dir` it goes to a temporary folder of this process. A fixed-size
     module that is not a MobileNet V1 is returned as it is: the pipeline then feeds it its
