@@ -1,22 +1,27 @@
 """Reading the Transform's resized photos, and one forward pass per view through the cache.
 
 Photos resized with their aspect ratio kept come in a few shapes (transform_module rounds the
-long side), and a batch needs one shape. The feature pass knows every photo up front, so
-`shape_batches` sorts them by shape; streamed datasets (fine-tuning) group them with tf.data's
-`group_by_window` in `by_shape`. Either way each batch is full except the last of each shape.
+long side), and a batch needs one shape. The feature pass streams a split once: each photo
+missing from the cache waits, as its JPEG bytes, in a pending batch of its shape, which runs
+when full (the last of each shape at the end), so memory stays flat however many photos there
+are. Streamed datasets (fine-tuning) group photos with tf.data's `group_by_window` in
+`by_shape`.
 """
 
 from __future__ import annotations
 
-import itertools
+import concurrent.futures
+import io
 import logging
 import os
+from collections.abc import Iterable, Iterator
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from models import bottleneck_cache, features, transform_module, views  # noqa: E402
 
@@ -63,86 +68,98 @@ def by_shape(dataset: tf.data.Dataset, batch_size: int, image_of) -> tf.data.Dat
     )
 
 
-def read_split(file_patterns: list[str], tf_transform_output
-               ) -> tuple[list[bytes], np.ndarray, list[str]]:
-    """(resized JPEGs, labels, file names) of a split, in file order; small (tens of KB a
-    photo). A file name is "" when the Transform had none to pass on (other ExampleGens)."""
-    spec = tf_transform_output.transformed_feature_spec()
-    keys = [features.TRANSFORMED_IMAGE_KEY, features.TRANSFORMED_LABEL_KEY]
-    if features.FILENAME_KEY in spec:
-        keys.append(features.FILENAME_KEY)
-    wanted = {key: spec[key] for key in keys}
-    jpegs, labels, files = [], [], []
-    for example in records(file_patterns).map(
-            lambda record: tf.io.parse_single_example(record, wanted)):
-        jpegs.append(example[features.TRANSFORMED_IMAGE_KEY].numpy())
-        labels.append(int(example[features.TRANSFORMED_LABEL_KEY].numpy()))
-        name = example.get(features.FILENAME_KEY)
-        files.append(name.numpy().decode("utf-8", "replace") if name is not None else "")
-    return jpegs, np.asarray(labels, np.int64), files
+class SplitReader:
+    """A split's resized JPEGs in file order, streamed (never all held at once); iterating
+    fills `labels` and `files` (a file name is "" when the Transform had none to pass on, as
+    from other ExampleGens). Iterate once."""
+
+    def __init__(self, file_patterns: list[str], tf_transform_output):
+        spec = tf_transform_output.transformed_feature_spec()
+        keys = [features.TRANSFORMED_IMAGE_KEY, features.TRANSFORMED_LABEL_KEY]
+        if features.FILENAME_KEY in spec:
+            keys.append(features.FILENAME_KEY)
+        self._wanted = {key: spec[key] for key in keys}
+        self._file_patterns = file_patterns
+        self._labels: list[int] = []
+        self.files: list[str] = []
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self._labels, np.int64)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for example in records(self._file_patterns).map(
+                lambda record: tf.io.parse_single_example(record, self._wanted)):
+            self._labels.append(int(example[features.TRANSFORMED_LABEL_KEY].numpy()))
+            name = example.get(features.FILENAME_KEY)
+            self.files.append(name.numpy().decode("utf-8", "replace") if name is not None else "")
+            yield example[features.TRANSFORMED_IMAGE_KEY].numpy()
 
 
 def jpeg_shape(jpeg: bytes) -> tuple[int, int]:
     """(height, width) from a JPEG's header, without decoding it."""
-    height, width, _ = tf.image.extract_jpeg_shape(jpeg).numpy()
-    return int(height), int(width)
+    with Image.open(io.BytesIO(jpeg)) as image:
+        width, height = image.size
+    return height, width
 
 
-def shape_batches(shapes: list[tuple[int, int]], batch_size: int) -> list[np.ndarray]:
-    """Positions into `shapes`, in batches of at most `batch_size` of one shape each.
-
-    Sorted by shape first, so the pass decodes one batch at a time and holds no partial batch
-    of every shape at once, as tf.data's group_by_window did (BENCHMARKS.md, "The Trainer's
-    memory").
-    """
-    order = sorted(range(len(shapes)), key=lambda position: (shapes[position], position))
-    batches = []
-    for _, same_shape in itertools.groupby(order, key=shapes.__getitem__):
-        same_shape = list(same_shape)
-        batches += [np.asarray(same_shape[start:start + batch_size], np.int64)
-                    for start in range(0, len(same_shape), batch_size)]
-    return batches
-
-
-def _decoded_batches(jpegs: list[bytes], batches: list[np.ndarray], settings):
-    """(positions, images [B, h, w, 3] float32) for each of `batches`, decoded two ahead."""
-    flat = tf.constant(np.concatenate(batches))
-    starts = tf.constant(np.cumsum([0] + [len(batch) for batch in batches[:-1]]), tf.int64)
-    sizes = tf.constant([len(batch) for batch in batches], tf.int64)
-    encoded = tf.constant(jpegs)
-
-    def decode(batch_index):
-        positions = flat[starts[batch_index]:starts[batch_index] + sizes[batch_index]]
-        images = transform_module.decode_transformed_images(
-            tf.gather(encoded, positions), settings.image_size, settings.resize)
-        return positions, images
-
-    dataset = tf.data.Dataset.range(len(batches)).map(decode, num_parallel_calls=2)
-    return dataset.prefetch(1)
+def pending_batches(photos: Iterable[tuple[int, bytes]], batch_size: int
+                    ) -> Iterator[list[tuple[int, bytes]]]:
+    """(position, JPEG) pairs regrouped into batches of at most `batch_size` of one shape:
+    each batch as soon as it is full, the partial ones at the end. Holds at most a partial
+    batch of JPEG bytes per shape."""
+    pending: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
+    for position, jpeg in photos:
+        shape = jpeg_shape(jpeg)
+        batch = pending.setdefault(shape, [])
+        batch.append((position, jpeg))
+        if len(batch) == batch_size:
+            yield pending.pop(shape)
+    yield from pending.values()
 
 
-def cached_features(extract, jpegs: list[bytes], settings, cache, view_names):
+def cached_features(extract, jpegs: Iterable[bytes], settings, cache, view_names):
     """([features [N, D] per view], photos computed): the cache first, else one pass.
 
-    `extract(images) -> features`; a photo missing from the cache is decoded once, and each
-    view of a batch of photos runs as one batch, never a batch of one (oneDNN's single-image
-    path is ~10x slower, BENCHMARKS.md).
+    `extract(images) -> features`; `jpegs` is read once, in order (a list or a SplitReader). A
+    photo missing from the cache is decoded once, and each view of a batch of photos runs as
+    one batch, never a batch of one (oneDNN's single-image path is ~10x slower, BENCHMARKS.md).
+    The next batch is decoded while the network runs on this one.
     """
-    keys = [bottleneck_cache.photo_key(jpeg) for jpeg in jpegs]
-    missing = [i for i, key in enumerate(keys)
-               if any(bottleneck_cache.view_key(key, view) not in cache for view in view_names)]
-    if missing:
-        missing_jpegs = [jpegs[i] for i in missing]
-        batches = shape_batches([jpeg_shape(jpeg) for jpeg in missing_jpegs], FEATURE_BATCH)
-        for positions, images in _decoded_batches(missing_jpegs, batches, settings):
-            outputs = views.per_view(extract, images, view_names, pad_single=True)
-            for view, features in zip(view_names, outputs, strict=True):
-                for row, position in enumerate(positions.numpy()):
-                    cache.put(bottleneck_cache.view_key(keys[missing[position]], view),
-                              features[row].numpy())
+    keys: list[str] = []
+
+    def missing():
+        for position, jpeg in enumerate(jpegs):
+            key = bottleneck_cache.photo_key(jpeg)
+            keys.append(key)
+            if any(bottleneck_cache.view_key(key, view) not in cache for view in view_names):
+                yield position, jpeg
+
+    def decode(batch):
+        images = transform_module.decode_transformed_images(
+            tf.constant([jpeg for _, jpeg in batch]), settings.image_size, settings.resize)
+        return [position for position, _ in batch], images
+
+    def run(positions, images):
+        outputs = views.per_view(extract, images, view_names, pad_single=True)
+        for view, view_features in zip(view_names, outputs, strict=True):
+            for row, position in enumerate(positions):
+                cache.put(bottleneck_cache.view_key(keys[position], view),
+                          view_features[row].numpy())
+
+    computed = 0
+    with concurrent.futures.ThreadPoolExecutor(1) as decoder:
+        ahead = None
+        for batch in pending_batches(missing(), FEATURE_BATCH):
+            decoding = decoder.submit(decode, batch)
+            if ahead is not None:
+                run(*ahead.result())
+            ahead, computed = decoding, computed + len(batch)
+        if ahead is not None:
+            run(*ahead.result())
     by_view = [np.stack([cache.get(bottleneck_cache.view_key(key, view)) for key in keys])
                for view in view_names]
-    return by_view, len(missing)
+    return by_view, computed
 
 
 def image_dataset(file_patterns, tf_transform_output, settings, batch_size: int,

@@ -21,15 +21,27 @@ def _jpeg(height: int, width: int, seed: int) -> bytes:
     return transform_module.encode_jpeg(pixels).numpy()
 
 
-def test_shape_batches_group_one_shape_each_and_cover_every_photo_once():
+def test_pending_batches_are_one_shape_each_and_run_as_soon_as_full():
     shapes = [(8, 12), (12, 8), (8, 12), (8, 8), (8, 12), (8, 12), (12, 8)]
-    batches = feature_pass.shape_batches(shapes, batch_size=3)
-    assert sorted(np.concatenate(batches).tolist()) == list(range(len(shapes)))
+    jpegs = [_jpeg(height, width, seed) for seed, (height, width) in enumerate(shapes)]
+    consumed = []
+
+    def photos():
+        for position, jpeg in enumerate(jpegs):
+            consumed.append(position)
+            yield position, jpeg
+
+    batches, consumed_at_yield = [], []
+    for batch in feature_pass.pending_batches(photos(), batch_size=3):
+        batches.append([position for position, _ in batch])
+        consumed_at_yield.append(len(consumed))
+    assert sorted(sum(batches, [])) == list(range(len(shapes)))
     for batch in batches:
-        assert 1 <= len(batch) <= 3
-        assert len({shapes[position] for position in batch}) == 1
-    # Four photos of (8, 12) in batches of at most three: two batches, one shape at a time.
-    assert [len(batch) for batch in batches] == [1, 3, 1, 2]
+        assert 1 <= len(batch) <= 3 and len({shapes[position] for position in batch}) == 1
+    # The third (8, 12) photo fills a batch, which runs before a fourth photo is read: no
+    # more than a partial batch of bytes per shape is ever held.
+    assert batches[0] == [0, 2, 4] and consumed_at_yield[0] == 5
+    assert sorted(map(len, batches)) == [1, 1, 2, 3]
 
 
 def test_jpeg_shape_reads_the_header():

@@ -67,11 +67,12 @@ def split_features(transfer: TransferModel, settings: TrainingConfig, fn_args, h
                           reduce_retracing=True)
     started, features, computed, total = time.time(), {}, 0, 0
     for split, files in (("train", fn_args.train_files), ("eval", fn_args.eval_files)):
-        jpegs, labels, names = feature_pass.read_split(files, tf_transform_output)
-        by_view, count = feature_pass.cached_features(extract, jpegs, settings, cache,
+        photos = feature_pass.SplitReader(files, tf_transform_output)
+        by_view, count = feature_pass.cached_features(extract, photos, settings, cache,
                                                       settings.views)
+        labels = photos.labels
         features[split] = (by_view, labels)
-        features.setdefault("files", {})[split] = names
+        features.setdefault("files", {})[split] = photos.files
         computed, total = computed + count, total + len(labels)
     cache.flush()
     # The pass's activations are freed but sit in malloc's arenas; the head and the export

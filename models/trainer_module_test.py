@@ -105,7 +105,9 @@ def test_cached_features_are_computed_once_per_photo_and_view(transformed, hub_m
     handle = _any_size(hub_module, tmp_path)
     extractor = network.TransferModel(settings, handle).feature_extractor
     output = tft.TFTransformOutput(str(data / "transform_graph"))
-    jpegs, labels, _ = feature_pass.read_split([str(data / "train.gz")], output)
+    photos = feature_pass.SplitReader([str(data / "train.gz")], output)
+    jpegs = list(photos)
+    labels = photos.labels
     module = bottleneck_cache.module_key(handle)
 
     cache = bottleneck_cache.BottleneckCache(str(tmp_path), module)
