@@ -2,7 +2,7 @@
 
 For each view (size, resize mode, mirrored or not) it runs the resolution-free MobileNet
 (models/resolution_free.py) once over every photo of the folder, prepared as the pipeline
-does (ImageExampleGen's normalisation, the Transform's resize and quality-95 JPEG), and keeps
+does (ImageExampleGen's normalisation, the Transform's resize and JPEG), and keeps
 four poolings of the network: the average (the module's own feature vector), a generalised mean
 (p=3) and the maximum of the last block's map, and the average of block 11's map. Each view is
 one .npz under --out, reused if present. bench.recipe_cv reads them.

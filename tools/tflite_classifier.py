@@ -92,7 +92,7 @@ def native_stderr_silenced():
 def training_pixels_function(image_size: int, resize: str = "squash"):
     """Encoded photos [N] -> float32 pixels [N, h, w, 3] in [0, 1], as in training.
 
-    The Transform's resize_to_jpeg (decode, resize, re-encode as a quality-95 JPEG), then the
+    The Transform's resize_to_jpeg (decode, resize, re-encode as the Transform's JPEG), then the
     Trainer's decode_transformed_image: the same functions, so a TFLite model sees exactly the
     pixels the SavedModel's signature (which runs the Transform graph) gives its network.
     One tf.function with a fixed signature: traced once, not on every call. With `resize`
