@@ -1,5 +1,5 @@
 """Classify images with a pushed tfx-poets model; see `python label_image.py -h`."""
 
-from pipeline.label_image import main
+from tools.label_image import main
 
 raise SystemExit(main())

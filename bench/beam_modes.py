@@ -18,8 +18,9 @@ common.tensorflow_defaults(log_level="3")
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
-from components.image_example_gen import executor, images  # noqa: E402
-from components.image_example_gen.component import ImageExampleGen  # noqa: E402
+from components.image_example_gen import executor, scan  # noqa: E402
+from pipeline import config as config_lib  # noqa: E402
+from pipeline.pipeline import image_example_gen  # noqa: E402
 
 SETTINGS = {
     "in_memory, 1 worker": ["--direct_num_workers=1"],
@@ -33,7 +34,8 @@ SETTINGS = {
 
 
 def convert_once(data_dir, class_names, beam_args) -> float:
-    component = ImageExampleGen(data_dir, class_names)
+    data = config_lib.DataConfig(data_dir, tuple(class_names))
+    component = image_example_gen(data, code_fingerprint="")
     with tempfile.TemporaryDirectory() as output_dir:
         examples = standard_artifacts.Examples()
         examples.uri = output_dir
@@ -51,7 +53,7 @@ def main():
     parser.add_argument("data_dir")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    class_names = images.discover_classes(args.data_dir)
+    class_names = scan.discover_classes(args.data_dir)
     for name, beam_args in SETTINGS.items():
         seconds = [convert_once(args.data_dir, class_names, beam_args)
                    for _ in range(args.repeats)]

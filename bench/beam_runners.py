@@ -56,7 +56,7 @@ def main() -> int:
     photos = out / "photos"
     count = subset(pathlib.Path(args.data_dir), photos, args.per_class)
     print(f"{count} photos in {photos}", flush=True)
-    from pipeline import results
+    from pipeline import metadata_queries
 
     times: dict[str, dict[str, float]] = {}
     walls: dict[str, float] = {}
@@ -76,10 +76,10 @@ def main() -> int:
         if completed.returncode != 0:
             print(completed.stderr[-3000:], file=sys.stderr)
             return 1
-        store = results.open_store(str(root / "metadata.db"), read_only=True)
+        store = metadata_queries.open_store(str(root / "metadata.db"), read_only=True)
         (run,) = store.get_contexts_by_type("pipeline_run")
         times[runner] = {node: seconds for node, _, seconds in
-                         results.component_times(store, run.id)}
+                         metadata_queries.component_times(store, run.id)}
     base = runners[0]
     print("\n| step | " + " | ".join(runners) + " |")
     print("|---|" + "---|" * len(runners))

@@ -39,7 +39,7 @@ class Measurement:
     component_at_peak: str = "-"
     root_mb: float | None = None
     test_accuracy: float | None = None
-    # (component id, state, seconds) in start order, as pipeline.results.component_times.
+    # (component id, state, seconds) in start order, as pipeline.metadata_queries.component_times.
     component_times: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
     photos: int | None = None
     log_path: str = ""

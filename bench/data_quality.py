@@ -33,8 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from components import label_issues, linear_head  # noqa: E402
-from components.image_example_gen import images, near_duplicates  # noqa: E402
+from components.image_example_gen import images, near_duplicates, scan  # noqa: E402
+from models import label_issues, linear_head  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 
 FOLDS = 5
@@ -46,8 +46,8 @@ VIEWS = ("short288", "squash224")  # the default --views plain,squash224 at --im
 
 
 def fingerprints(data_dir: str, distance: int):
-    class_names = images.discover_classes(data_dir)
-    listing = images.list_photos(data_dir, class_names)
+    class_names = scan.discover_classes(data_dir)
+    listing = scan.list_photos(data_dir, class_names)
     started, found = time.time(), []
     for photo in listing.photos:
         raw = images.read_image_file(os.path.join(data_dir, photo.path), photo)
@@ -151,7 +151,7 @@ def load_features(directory: str):
 
 
 def _weights(labels, num_classes):
-    from components.trainer_module import class_weights
+    from models.head import class_weights
 
     return class_weights(labels, num_classes, "auto")
 

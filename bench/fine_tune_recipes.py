@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from bench.photos import split_files  # noqa: E402
-from components.trainer_module import TopBlocksKerasLayer  # noqa: E402
+from models.network import TopBlocksKerasLayer  # noqa: E402
 
 SIZE = 224
 

@@ -1,6 +1,6 @@
 """Times one fine-tuning step of the Trainer's model under variants, to find what makes it slow.
 
-The model is the Trainer's (components/trainer_module.py): the TF Hub MobileNet as a trainable
+The model is the Trainer's (models/trainer_module.py): the TF Hub MobileNet as a trainable
 hub.KerasLayer called with training=False (batch norm in inference mode), dropout and a softmax
 Dense head, Adam, sparse categorical cross-entropy, one batch of random pixels in [0, 1] (speed
 does not depend on the pixels). Each variant is warmed up, then timed; the figure is the median
@@ -93,14 +93,14 @@ def median_step(step, warmup: int, steps: int) -> tuple[float, list[float]]:
 def block_of(variable_name: str) -> int:
     """MobileNet block of a hub variable: conv1 is 0, conv_dw_N / conv_pw_N is N."""
     # Imported here: the variant's environment must be set before TensorFlow is imported.
-    from components.trainer_module import block_of as trainer_block_of
+    from models.network import block_of as trainer_block_of
 
     return trainer_block_of(variable_name)
 
 
 def top_blocks_layer_class(hub):
     """The Trainer's own hub.KerasLayer that trains only blocks >= first_block."""
-    from components.trainer_module import TopBlocksKerasLayer
+    from models.network import TopBlocksKerasLayer
 
     return TopBlocksKerasLayer
 

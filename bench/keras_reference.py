@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     import tensorflow_hub as hub
     import tf_keras
 
-    from components import transform_module
+    from models import transform_module
 
     tf_keras.utils.set_random_seed(args.seed)
     size = args.image_size

@@ -5,7 +5,7 @@
 Compares, on the same photos and threads:
 - the bare MobileNet forward pass: the hub module alone on float pixels (no preprocessing, no
   head) at the size the model's preprocessing gives: the floor the goals are set against; and
-  the same for every serving view (components/views.py), the floor of a model that averages
+  the same for every serving view (models/views.py), the floor of a model that averages
   them. With `resize` short-side (preprocessing.json beside the TFLite models) HUB_MODULE must
   take any size: the pipeline's `<root>/backbones/<key>-any-size`;
 - the SavedModel through label_image's classifier (serving_default on encoded JPEG bytes:
@@ -28,9 +28,10 @@ from bench import common
 common.tensorflow_defaults(log_level="3")
 
 from bench.photos import read_encoded  # noqa: E402
-from components import tflite_export  # noqa: E402
-from components.image_example_gen import images  # noqa: E402
-from pipeline import label_image  # noqa: E402
+from components.image_example_gen.scan import discover_classes, list_class_images  # noqa: E402
+from models import features  # noqa: E402
+from tools import classifiers as saved_model_classifier  # noqa: E402
+from tools import tflite_classifier  # noqa: E402
 
 WARMUP_CALLS = 3
 
@@ -60,8 +61,7 @@ def photos(data_dir, count, to_pixels, scan=400):
 
     import tensorflow as tf
 
-    per_class = [images.list_class_images(data_dir, name)
-                 for name in images.discover_classes(data_dir)]
+    per_class = [list_class_images(data_dir, name) for name in discover_classes(data_dir)]
     paths = [os.path.join(data_dir, files[index])
              for index in range(scan) for files in per_class if index < len(files)]
     by_shape = collections.defaultdict(list)
@@ -90,28 +90,29 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from components import serving, views
-    from pipeline.config import TrainingConfig
+    from models import serving, views
+    from models.training_config import TrainingConfig
 
-    model_dir = label_image.resolve_model_dir(args.model)
-    tflite_dir = model_dir / tflite_export.TFLITE_DIR
-    float_model = tf.lite.Interpreter(str(tflite_dir / tflite_export.FLOAT_MODEL_FILE))
-    image_size, resize = label_image.read_tflite_preprocessing(
-        tflite_dir / tflite_export.FLOAT_MODEL_FILE,
+    model_dir = saved_model_classifier.resolve_model_dir(args.model)
+    tflite_dir = model_dir / features.TFLITE_DIR
+    float_model = tf.lite.Interpreter(str(tflite_dir / features.FLOAT_MODEL_FILE))
+    image_size, resize = tflite_classifier.read_tflite_preprocessing(
+        tflite_dir / features.FLOAT_MODEL_FILE,
         int(float_model.get_input_details()[0]["shape"][1]))
-    to_pixels = label_image.training_pixels_function(image_size, resize)
+    to_pixels = tflite_classifier.training_pixels_function(image_size, resize)
     shape, encoded = photos(args.data_dir, args.batch_size, to_pixels)
     singles = [[photo] for photo in encoded]
     batch = [encoded]
 
     classifiers = {
-        "SavedModel, serving_default on JPEG bytes": label_image.load_classifier(model_dir)
+        "SavedModel, serving_default on JPEG bytes":
+            saved_model_classifier.load_classifier(model_dir),
     }
     for threads in sorted({1, common.cpu_count()}):
-        for kind, file_name in (("float", tflite_export.FLOAT_MODEL_FILE),
-                                ("int8", tflite_export.INT8_MODEL_FILE)):
+        for kind, file_name in (("float", features.FLOAT_MODEL_FILE),
+                                ("int8", features.INT8_MODEL_FILE)):
             classifiers[f"TFLite {kind}, label_image, {threads} thread(s)"] = (
-                label_image.load_tflite_classifier(tflite_dir / file_name, threads)
+                tflite_classifier.load_tflite_classifier(tflite_dir / file_name, threads)
             )
     pixel_singles = [to_pixels(tf.constant(single)).numpy() for single in singles]
     pixel_batch = [tf.concat(pixel_singles, axis=0).numpy()]

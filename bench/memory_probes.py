@@ -7,7 +7,7 @@ example-gen: ImageExampleGen's executor on PHOTOS, then TFX's StatisticsGen exec
   wrote, with and (in a second process) without --schema. Without a schema TFDV counts every
   photo's bytes as a distinct string value (top-k), holding them all.
 allocator: fits a trainable hub.KerasLayer MobileNet plus a softmax on random images, twice,
-  releasing memory after each fit as `trainer_module.release_memory` does, with oneDNN's default
+  releasing memory after each fit as `memory.release_memory` does, with oneDNN's default
   allocator (a BFC pool, kept for the life of the process) and with
   TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (glibc malloc). The second fit's seconds are the steady state.
 
@@ -57,14 +57,17 @@ def _example_gen(data_dir: str, schema: str, work_dir: str) -> dict:
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
 
-    from components.image_example_gen import executor, images
-    from components.image_example_gen.component import ImageExampleGen
+    from components.image_example_gen import executor, scan
+    from pipeline import config as config_lib
+    from pipeline.pipeline import image_example_gen
 
     rss = PeakRss()
     context = BaseBeamExecutor.Context(
         beam_pipeline_args=["--direct_num_workers=1"], tmp_dir=os.path.join(work_dir, "tmp")
     )
-    component = ImageExampleGen(data_dir, list(images.discover_classes(data_dir)))
+    component = image_example_gen(
+        config_lib.DataConfig(data_dir, scan.discover_classes(data_dir)), code_fingerprint=""
+    )
     examples = standard_artifacts.Examples()
     examples.uri = os.path.join(work_dir, "examples")
     result = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import os
 
-from components.image_example_gen import images
+from components.image_example_gen import images, scan
 
 
 def read_encoded(path: str) -> bytes:
@@ -17,10 +17,10 @@ def read_encoded(path: str) -> bytes:
 def list_photos(data_dir: str, testing_percentage: int = 10, validation_percentage: int = 10):
     """The class names and [(relative path, class index, split)] of every photo, class by
     class, with ImageExampleGen's hash split of the file name (`which_split`)."""
-    class_names = images.discover_classes(data_dir)
+    class_names = scan.discover_classes(data_dir)
     rows = []
     for index, name in enumerate(class_names):
-        for relative in images.list_class_images(data_dir, name):
+        for relative in scan.list_class_images(data_dir, name):
             split = images.which_split(relative, testing_percentage, validation_percentage)
             rows.append((relative, index, split))
     return class_names, rows
@@ -53,7 +53,7 @@ def split_files(data_dir: str, testing_percentage: int, validation_percentage: i
 def count_photos(data_dir: str) -> int:
     """Files with an image name in the class folders (what ImageExampleGen tries to read)."""
     return sum(
-        len(images.list_class_images(data_dir, entry.name))
+        len(scan.list_class_images(data_dir, entry.name))
         for entry in os.scandir(data_dir)
         if entry.is_dir() and not entry.name.startswith(".")
     )

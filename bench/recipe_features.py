@@ -1,8 +1,8 @@
 """Features of every photo under several views, for choosing the recipe by cross-validation.
 
 For each view (size, resize mode, mirrored or not) it runs the resolution-free MobileNet
-(components/resolution_free.py) once over every photo of the folder, prepared as the pipeline
-does (ImageExampleGen's normalisation, the Transform's resize and quality-95 JPEG), and keeps
+(models/resolution_free.py) once over every photo of the folder, prepared as the pipeline
+does (ImageExampleGen's normalisation, the Transform's resize and JPEG), and keeps
 four poolings of the network: the average (the module's own feature vector), a generalised mean
 (p=3) and the maximum of the last block's map, and the average of block 11's map. Each view is
 one .npz under --out, reused if present. bench.recipe_cv reads them.
@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from bench import photos, recipe_data  # noqa: E402
-from components import resolution_free, transform_module  # noqa: E402
+from models import resolution_free, transform_module  # noqa: E402
 
 BATCH = 32
 

@@ -1,6 +1,7 @@
-"""What a finished run left behind, read back: from ML Metadata (through pipeline.results) the
-newest run's component times, execution intervals and test evaluation, and from the logs the
-runner's summary and the reference's markdown table. No TensorFlow."""
+"""What a finished run left behind, read back: from ML Metadata (through
+pipeline.metadata_queries) the newest run's component times, execution intervals and test
+evaluation, and from the logs the runner's summary and the reference's markdown table. No
+TensorFlow."""
 
 from __future__ import annotations
 
@@ -44,40 +45,26 @@ class RunFacts:
 def read_run_facts(pipeline_root: str) -> RunFacts:
     """Component times, execution intervals (epoch s) and the test evaluation of the newest
     `pipeline_run` in ROOT/metadata.db, opened read-only (ml_metadata only, no TensorFlow)."""
-    from pipeline import results
+    from pipeline import metadata_queries, results
 
-    metadata_path = os.path.join(pipeline_root, "metadata.db")
-    if not os.path.exists(metadata_path):
+    try:
+        store = metadata_queries.open_read_only(os.path.join(pipeline_root, "metadata.db"))
+    except metadata_queries.NoStoreError:
         return RunFacts()
-    store = results.open_store(metadata_path, read_only=True)
-    runs = store.get_contexts_by_type("pipeline_run")
-    if not runs:
+    latest = metadata_queries.latest_run(store)
+    if latest is None:
         return RunFacts()
-    latest = max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
-    node_of_execution = results.execution_node_ids(store)
-    intervals = [
-        (
-            node_of_execution.get(execution.id, str(execution.id)),
-            execution.create_time_since_epoch / 1000,
-            execution.last_update_time_since_epoch / 1000,
-        )
-        for execution in store.get_executions_by_context(latest.id)
-    ]
-    type_names = {
-        artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()
-    }
-    artifacts = store.get_artifacts_by_context(latest.id)
-    producers = results.artifact_producers(store, [artifact.id for artifact in artifacts])
+    rows = metadata_queries.execution_rows(store, latest.id)
     evaluation_uri = ""
-    for artifact in artifacts:
-        if (
-            type_names.get(artifact.type_id) == "ModelEvaluation"
-            and producers.get(artifact.id) == results.TEST_EVALUATOR_ID
-        ):
-            evaluation_uri = artifact.uri
+    for item in metadata_queries.run_artifacts(store, latest.id):
+        if item.type_name == "ModelEvaluation" and item.producer == results.TEST_EVALUATOR_ID:
+            evaluation_uri = item.artifact.uri
     return RunFacts(
-        component_times=results.component_times(store, latest.id),
-        intervals=sorted(intervals, key=lambda interval: interval[1]),
+        component_times=[(row.component, row.state, row.seconds) for row in rows],
+        intervals=sorted(
+            ((row.component, row.start_ms / 1000, row.end_ms / 1000) for row in rows),
+            key=lambda interval: interval[1],
+        ),
         evaluation_uri=evaluation_uri,
     )
 

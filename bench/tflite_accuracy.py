@@ -10,7 +10,7 @@ classifiers, so the TFLite models get exactly the training preprocessing.
 
 A model pushed before the Trainer wrote TFLite files has no tflite/ folder: with
 `--convert-to OUT` the SavedModel is copied to OUT and its tflite/ folder written there by
-`components/tflite_export.py`, calibrated on --calibration-images photos of the train split (the
+`models/tflite_export.py`, calibrated on --calibration-images photos of the train split (the
 Trainer calibrates on its train dataset the same way), then OUT is measured.
 """
 
@@ -27,10 +27,11 @@ common.tensorflow_defaults(log_level="3")
 import numpy as np  # noqa: E402
 
 from bench.photos import list_photos, read_encoded  # noqa: E402
-from components import tflite_export  # noqa: E402
 from components.image_example_gen import images  # noqa: E402
-from pipeline import label_image  # noqa: E402
-from pipeline.config import TrainingConfig  # noqa: E402
+from models import features, tflite_export  # noqa: E402
+from models.training_config import TrainingConfig  # noqa: E402
+from tools import classifiers as saved_model_classifier  # noqa: E402
+from tools import tflite_classifier  # noqa: E402
 
 BATCH = 32
 
@@ -65,11 +66,11 @@ def convert_saved_model(model_dir, output_dir, class_names, calibration_paths):
     """A copy of model_dir with the tflite/ folder the Trainer would have written."""
     import tensorflow as tf
 
-    shutil.copytree(model_dir, output_dir, ignore=shutil.ignore_patterns(tflite_export.TFLITE_DIR))
+    shutil.copytree(model_dir, output_dir, ignore=shutil.ignore_patterns(features.TFLITE_DIR))
     # The SavedModel keeps the Keras model's traced call on float pixels [N, size, size, 3].
     keras_model = tf.saved_model.load(str(model_dir))
     image_size = _input_size(keras_model)
-    to_pixels = label_image.training_pixels_function(image_size)
+    to_pixels = tflite_classifier.training_pixels_function(image_size)
     calibration = [
         to_pixels(tf.constant([read_encoded(path)])).numpy() for path in calibration_paths
     ]
@@ -99,7 +100,7 @@ def main(argv=None):
                         default=tflite_export.CALIBRATION_IMAGES)
     args = parser.parse_args(argv)
 
-    model_dir = label_image.resolve_model_dir(args.model)
+    model_dir = saved_model_classifier.resolve_model_dir(args.model)
     split = (args.testing_percentage, args.validation_percentage)
     class_names, test = split_photos(args.data_dir, images.TEST, *split)
     conversion_s = None
@@ -111,18 +112,18 @@ def main(argv=None):
         conversion_s = convert_saved_model(
             model_dir, args.convert_to, class_names, [train[i][0] for i in picked]
         )
-        model_dir = label_image.resolve_model_dir(args.convert_to)
-    tflite_dir = model_dir / tflite_export.TFLITE_DIR
+        model_dir = saved_model_classifier.resolve_model_dir(args.convert_to)
+    tflite_dir = model_dir / features.TFLITE_DIR
 
     encoded = [read_encoded(path) for path, _ in test]
     labels = np.array([label for _, label in test])
     classifiers = {
-        "SavedModel (serving_default)": (label_image.load_classifier(model_dir),
+        "SavedModel (serving_default)": (saved_model_classifier.load_classifier(model_dir),
                                          folder_bytes(model_dir) - folder_bytes(tflite_dir)),
     }
-    for name in (tflite_export.FLOAT_MODEL_FILE, tflite_export.INT8_MODEL_FILE):
+    for name in (features.FLOAT_MODEL_FILE, features.INT8_MODEL_FILE):
         path = tflite_dir / name
-        classifiers[f"TFLite {name}"] = (label_image.load_tflite_classifier(path),
+        classifiers[f"TFLite {name}"] = (tflite_classifier.load_tflite_classifier(path),
                                          path.stat().st_size)
 
     print(f"model: {model_dir}; test split of {args.data_dir}: {len(test)} photos, "
@@ -144,8 +145,8 @@ def main(argv=None):
               f"{agree} / {len(labels)} | {np.abs(scores - reference).max():.4f} | "
               f"{size / 1e6:.2f} MB |", flush=True)
         print(f"  ({name}: {seconds:.1f} s for the split)", file=sys.stderr)
-    float_size = classifiers[f"TFLite {tflite_export.FLOAT_MODEL_FILE}"][1]
-    int8_size = classifiers[f"TFLite {tflite_export.INT8_MODEL_FILE}"][1]
+    float_size = classifiers[f"TFLite {features.FLOAT_MODEL_FILE}"][1]
+    int8_size = classifiers[f"TFLite {features.INT8_MODEL_FILE}"][1]
     print(f"\nfloat / int8 size: {float_size / int8_size:.2f}x")
     return 0
 

@@ -1,6 +1,6 @@
 """Times the Trainer's TFLite conversion (float and int8) by the converter's two paths.
 
-`components/tflite_export.py` converts a concrete function. By default TF's converter first
+`models/tflite_export.py` converts a concrete function. By default TF's converter first
 saves it as a SavedModel and converts that ("saved-model"); with
 `experimental_lower_to_saved_model = False` it freezes the function's graph instead
 ("frozen-graph", what the Trainer uses). Each path runs in a fresh process on the same model:
@@ -38,8 +38,8 @@ def convert_once(args) -> None:
     import tensorflow_hub as hub
     import tf_keras
 
-    from components import tflite_export
-    from pipeline.config import TrainingConfig
+    from models import tflite_export
+    from models.training_config import TrainingConfig
 
     size = args.image_size
     # Squashed photos and the plain view: the network as it is.

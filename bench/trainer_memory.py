@@ -59,8 +59,8 @@ def main(argv=None) -> None:
 
     from tfx.components.trainer.fn_args_utils import FnArgs
 
-    from components import feature_pass, trainer_module
-    from pipeline.config import TrainingConfig
+    from models import feature_pass, trainer_module
+    from models.training_config import TrainingConfig
 
     if args.feature_batch:
         feature_pass.FEATURE_BATCH = args.feature_batch

@@ -7,7 +7,6 @@ Preflight checks run before any component, so bad input ends in one line, not a 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import os
 import pathlib
@@ -15,18 +14,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from models import features, training_config
 from pipeline import config as config_lib
-from pipeline import logs
+from pipeline import logs, preflight, tfx_package
+from pipeline.env_flags import ENV_PREFIX, EnvFlag, FlagGroup, environment_defaults
+from pipeline.preflight import CliError, choose_image_size, choose_views
 
-ENV_PREFIX = "TFX_POETS_"
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "tfx_poets")
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed as one line, without a traceback."""
 
 
 def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
@@ -39,19 +36,28 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    data = parser.add_argument_group("data")
+    table: list[EnvFlag] = []
+
+    def group(title: str) -> FlagGroup:
+        return FlagGroup(parser.add_argument_group(title), table)
+
+    data_default = config_lib.defaults_of(config_lib.DataConfig)
+    data = group("data")
     data.add_argument("--data-dir", default="",
                       help="folder with one subfolder of images per class; empty downloads the "
                       "TensorFlow flower_photos archive into --cache-dir")
-    data.add_argument("--testing-percentage", type=int, default=10,
+    data.add_argument("--testing-percentage", type=int,
+                      default=data_default["testing_percentage"],
                       help="percentage of photos held out for the final test split")
-    data.add_argument("--validation-percentage", type=int, default=10,
+    data.add_argument("--validation-percentage", type=int,
+                      default=data_default["validation_percentage"],
                       help="percentage of photos used to validate and select models")
-    data.add_argument("--max-class-imbalance", type=float, default=3.0,
+    data.add_argument("--max-class-imbalance", type=float,
+                      default=data_default["max_class_imbalance"],
                       help="warn when the largest class has more than this many times the "
                       "photos of the smallest")
     data.add_argument("--near-duplicate-distance", type=int,
-                      default=config_lib.DEFAULT_NEAR_DUPLICATE_DISTANCE,
+                      default=data_default["near_duplicate_distance"],
                       help="photos whose perceptual hashes differ by at most this many of 256 "
                       "bits are copies of one photo (resized, recompressed, re-toned, slightly "
                       "cropped): kept in one split, left out when in two classes; 0 groups "
@@ -62,27 +68,27 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
     data.add_argument("--schema", default="auto",
                       help="curated schema.pbtxt to validate against; 'auto' uses "
                       "schemas/flowers for the five flower classes, else schemas/generic")
-    model = parser.add_argument_group("model")
+    model = group("model")
     model.add_argument("--architecture", default=config_lib.DEFAULT_ARCHITECTURE,
                        help="mobilenet_<1.0|0.75|0.50|0.25>_<224|192|160|128>: picks the TF Hub "
                        "module and the input resolution")
     model.add_argument("--model-handle", default="",
                        help="TF Hub handle or local SavedModel of an image feature vector; "
                        "empty uses the TF Hub handle of --architecture")
-    default = {field.name: field.default for field in dataclasses.fields(config_lib.TrainingConfig)}
+    default = config_lib.defaults_of(config_lib.TrainingConfig)
     model.add_argument("--image-size", type=int, default=0,
                        help="the size the network sees: the short side with --resize "
                        f"short-side, the square's side with squash; 0: {default['image_size']}, "
                        "or the module's own size for a fixed-size module other than MobileNet "
                        "V1 (MobileNet V1 modules are rebuilt to take any size)")
-    model.add_argument("--resize", choices=config_lib.RESIZE_MODES, default=None,
+    model.add_argument("--resize", choices=features.RESIZE_MODES, default=None,
                        help="short-side keeps each photo's aspect ratio; squash makes it square "
                        f"as retrain.py did (default {default['resize']}, or squash for a "
                        "fixed-size module that cannot be rebuilt)")
-    training = parser.add_argument_group("training")
+    training = group("training")
     training.add_argument("--views", default=None,
                           help="comma-separated views of each photo the head is trained on: "
-                          f"{config_lib.PLAIN_VIEW} (as resized, first), {config_lib.MIRROR_VIEW}"
+                          f"{features.PLAIN_VIEW} (as resized, first), {features.MIRROR_VIEW}"
                           ", squash<N> (squashed to NxN, a second scale); default "
                           f"{','.join(default['views'])} (plain alone for a fixed-size module "
                           "that cannot be rebuilt)")
@@ -93,7 +99,7 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
     training.add_argument("--head-c", type=float, default=default["head_c"],
                           help="regularisation C of the logistic-regression head (more is "
                           "less regularised); 0 chooses it from "
-                          f"{', '.join(f'{c:g}' for c in config_lib.HEAD_C_GRID)} by 5-fold "
+                          f"{', '.join(f'{c:g}' for c in training_config.HEAD_C_GRID)} by 5-fold "
                           "cross-validation over the train photos")
     training.add_argument("--exclude-suspected-label-errors", action=argparse.BooleanOptionalAction,
                           default=default["exclude_suspected_label_errors"],
@@ -124,12 +130,12 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                           "up or down while fine-tuning")
     training.add_argument("--label-smoothing", type=float, default=default["label_smoothing"],
                           help="label smoothing of fine-tuning's cross-entropy loss")
-    training.add_argument("--class-weights", choices=config_lib.CLASS_WEIGHT_MODES,
+    training.add_argument("--class-weights", choices=training_config.CLASS_WEIGHT_MODES,
                           default=default["class_weights"],
                           help="weight the loss by inverse class frequency; auto does so when "
-                          f"the largest train class has over {config_lib.CLASS_WEIGHT_AUTO_RATIO}"
-                          "x the photos of the smallest")
-    training.add_argument("--lr-schedule", choices=config_lib.LR_SCHEDULES,
+                          "the largest train class has over "
+                          f"{training_config.CLASS_WEIGHT_AUTO_RATIO}x the photos of the smallest")
+    training.add_argument("--lr-schedule", choices=training_config.LR_SCHEDULES,
                           default=default["lr_schedule"],
                           help="cosine decays fine-tuning's learning rate to 0 over its epochs")
     training.add_argument("--train-batch-size", type=int, default=default["train_batch_size"],
@@ -139,15 +145,18 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                           help="epochs without a better validation loss before fine-tuning stops")
     training.add_argument("--seed", type=int, default=default["seed"],
                           help="random seed of training and of the head's folds")
-    evaluation = parser.add_argument_group("evaluation and push")
-    evaluation.add_argument("--min-accuracy", type=float, default=0.7,
+    evaluation = group("evaluation and push")
+    evaluation.add_argument("--min-accuracy", type=float,
+                            default=config_lib.defaults_of(config_lib.EvaluationConfig)["min_accuracy"],
                             help="push only models above this eval-split accuracy (and never "
                             "worse than the last pushed one)")
     evaluation.add_argument("--no-test-evaluation", action="store_true",
                             help="skip the Evaluator run on the held-out test split")
-    run = parser.add_argument_group("pipeline")
-    run.add_argument("--pipeline-name", default="tfx-poets", help="name in ML Metadata")
-    run.add_argument("--pipeline-root", default="tfx_poets_output",
+    pipeline_default = config_lib.defaults_of(config_lib.PipelineConfig)
+    run = group("pipeline")
+    run.add_argument("--pipeline-name", default=pipeline_default["pipeline_name"],
+                     help="name in ML Metadata")
+    run.add_argument("--pipeline-root", default=pipeline_default["pipeline_root"],
                      help="artifacts, metadata.db and serving_model/ are written here")
     run.add_argument("--no-cache", action="store_true",
                      help="rerun every component even when its inputs did not change")
@@ -164,45 +173,18 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
     run.add_argument("--beam-arg", action="append", default=[],
                      help="extra Beam pipeline argument, repeatable, e.g. "
                      "--beam-arg=--direct_num_workers=2")
-    plugins = parser.add_argument_group("plug-ins")
-    plugins.add_argument("--preprocessing-fn", default=config_lib.DEFAULT_PREPROCESSING_FN,
+    plugins = group("plug-ins")
+    plugins.add_argument("--preprocessing-fn", default=pipeline_default["preprocessing_fn"],
                          help="dotted name of Transform's preprocessing_fn")
-    plugins.add_argument("--run-fn", default=config_lib.DEFAULT_RUN_FN,
+    plugins.add_argument("--run-fn", default=pipeline_default["run_fn"],
                          help="dotted name of Trainer's run_fn")
-    plugins.add_argument("--fine-tune-fn", default=config_lib.DEFAULT_FINE_TUNE_FN,
+    plugins.add_argument("--fine-tune-fn", default=pipeline_default["fine_tune_fn"],
                          help="dotted name of the FineTuner's run_fn")
     plugins.add_argument("--extra-component", action="append", default=[],
                          help="dotted name of factory(config, components) -> [components] "
                          "whose components are added to the pipeline; repeatable")
-    _defaults_from_environment(parser)
+    parser.set_defaults(**environment_defaults(table, os.environ))
     return parser
-
-
-TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
-
-
-def parse_bool(name: str, raw: str) -> bool:
-    if raw.strip().lower() in TRUE_WORDS:
-        return True
-    if raw.strip().lower() in FALSE_WORDS:
-        return False
-    raise CliError(f"{name}={raw!r}: use one of {', '.join(TRUE_WORDS + FALSE_WORDS[:-1])}")
-
-
-def _defaults_from_environment(parser: argparse.ArgumentParser) -> None:
-    """TFX_POETS_<FLAG> overrides a flag's default, so containers can configure by env."""
-    for action in parser._actions:
-        name = ENV_PREFIX + action.dest.upper()
-        if action.dest == "help" or name not in os.environ:
-            continue
-        raw = os.environ[name]
-        if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
-            value = parse_bool(name, raw)
-        elif isinstance(action, argparse._AppendAction):
-            value = raw.split()
-        else:
-            value = action.type(raw) if action.type else raw
-        parser.set_defaults(**{action.dest: value})
 
 
 def code_fingerprint(repo_root: pathlib.Path = REPO_ROOT) -> str:
@@ -211,133 +193,14 @@ def code_fingerprint(repo_root: pathlib.Path = REPO_ROOT) -> str:
     Tests and the command line itself are left out: editing them must not retrain.
     """
     digest = hashlib.sha256()
-    sources = sorted(repo_root.glob("components/**/*.py")) + [repo_root / "pipeline" / "config.py"]
+    # The module code and the custom components import nothing of pipeline/ (tests/test_layers.py).
+    sources = [path for folder in ("models", "components")
+               for path in sorted(repo_root.glob(f"{folder}/**/*.py"))]
     for path in sources:
         if not path.name.endswith("_test.py"):
             digest.update(str(path.relative_to(repo_root)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def download_flower_photos(cache_dir: str) -> str:
-    """The flower_photos folder, downloaded and extracted once into cache_dir."""
-    target = os.path.join(cache_dir, "datasets", "flower_photos")
-    if os.path.isdir(target):
-        return target
-    import tf_keras
-
-    try:
-        tf_keras.utils.get_file(
-            "flower_photos.tgz", config_lib.FLOWER_PHOTOS_URL, extract=True, cache_dir=cache_dir
-        )
-    except Exception as error:
-        raise CliError(
-            f"could not download {config_lib.FLOWER_PHOTOS_URL} ({_first_line(error)}); "
-            "offline? pass --data-dir <folder with one subfolder per class>"
-        ) from None
-    return target
-
-
-def resolve_model_handle(handle: str, cache_dir: str) -> str:
-    """A local SavedModel path for a TF Hub handle (downloaded once) or a local path."""
-    if "://" not in handle:
-        if not os.path.isfile(os.path.join(handle, "saved_model.pb")):
-            raise CliError(
-                f"--model-handle {handle}: no saved_model.pb there; pass a TF Hub handle or "
-                "a SavedModel folder of an image feature vector"
-            )
-        return os.path.abspath(handle)
-    os.environ.setdefault("TFHUB_CACHE_DIR", os.path.join(cache_dir, "tfhub_modules"))
-    import tensorflow_hub as hub
-
-    try:
-        return hub.resolve(handle)
-    except Exception as error:
-        raise CliError(
-            f"could not download the TF Hub module {handle} ({_first_line(error)}); "
-            "offline? pass --model-handle <local SavedModel folder>"
-        ) from None
-
-
-def _saved_model_proto(model_path: str):
-    from google.protobuf.message import DecodeError
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved_model = saved_model_pb2.SavedModel()
-    path = os.path.join(model_path, "saved_model.pb")
-    try:
-        with open(path, "rb") as proto_file:
-            saved_model.ParseFromString(proto_file.read())
-    except DecodeError:
-        raise CliError(
-            f"--model-handle {model_path}: {path} is not a SavedModel; pass a TF Hub handle or "
-            "a SavedModel folder of an image feature vector"
-        ) from None
-    return saved_model
-
-
-def module_image_size(model_path: str) -> int | None:
-    """The square input resolution a local image module's signatures fix, or None when any
-    size works or the SavedModel does not say (e.g. no serving signature)."""
-    for meta_graph in _saved_model_proto(model_path).meta_graphs:
-        for signature in meta_graph.signature_def.values():
-            for tensor in signature.inputs.values():
-                dims = [dim.size for dim in tensor.tensor_shape.dim]
-                if len(dims) == 4 and dims[1] > 0 and dims[1] == dims[2]:
-                    return dims[1]
-    return None
-
-
-def module_is_mobilenet_v1(model_path: str) -> bool:
-    """Whether the module's variables carry tf_keras's MobileNet V1 names, so that
-    components/resolution_free.py can rebuild it at any input size."""
-    names = {
-        node.variable.name.split(":")[0]
-        for meta_graph in _saved_model_proto(model_path).meta_graphs
-        for node in meta_graph.object_graph_def.nodes
-        if node.WhichOneof("kind") == "variable"
-    }
-    blocks = {f"conv_{kind}_{block}" for kind in ("dw", "pw") for block in range(1, 14)}
-    return "conv1/kernel" in names and all(
-        any(name.startswith(block + "/") for name in names) for block in blocks
-    )
-
-
-def choose_image_size(flag: int, resize: str | None, module_size: int | None,
-                      resizable: bool, model_path: str) -> tuple[int, str]:
-    """(image size, resize mode): the flags', else the defaults; a fixed-size module that
-    cannot be rebuilt takes only its own size, squashed."""
-    default = {field.name: field.default for field in dataclasses.fields(config_lib.TrainingConfig)}
-    if module_size is None or resizable:
-        return flag or default["image_size"], resize or default["resize"]
-    if (flag and flag != module_size) or resize == "short-side":
-        asked = f"--image-size {flag}" if flag and flag != module_size else "--resize short-side"
-        raise CliError(
-            f"{asked}: the module {model_path} takes only {module_size}x{module_size} images "
-            f"and is not a MobileNet V1 that can be rebuilt at another size; pass --image-size "
-            f"{module_size} --resize squash, or leave both out"
-        )
-    return module_size, "squash"
-
-
-def choose_views(flag: str | None, resizable: bool, model_path: str) -> tuple[str, ...]:
-    """--views, else the default; squashed views need a module that takes any size."""
-    default = {field.name: field.default for field in dataclasses.fields(config_lib.TrainingConfig)}
-    views = tuple(v.strip() for v in flag.split(",") if v.strip()) if flag else default["views"]
-    if resizable:
-        return views
-    fixed = tuple(v for v in views if v in (config_lib.PLAIN_VIEW, config_lib.MIRROR_VIEW))
-    if flag and fixed != views:
-        raise CliError(
-            f"--views {flag}: the module {model_path} takes only its own size, so squash<N> "
-            f"views cannot be shown to it; pass --views {','.join(fixed)}"
-        )
-    return fixed
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
 
 
 def choose_schema(schema_flag: str, class_names: Sequence[str]) -> str:
@@ -377,15 +240,15 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
     runs: then the data folder and the handle are taken as given, and the classes come from
     --class-names when the folder is not readable from here.
     """
-    from components.image_example_gen import images
+    from components.image_example_gen import images, scan
 
     config_lib.parse_architecture(args.architecture)  # checks the name
     handle = args.model_handle or config_lib.architecture_to_hub_handle(args.architecture)
     if local:
-        data_dir = args.data_dir or download_flower_photos(args.cache_dir)
-        model_path = resolve_model_handle(handle, args.cache_dir)
-        module_size = module_image_size(model_path)
-        resizable = module_size is None or module_is_mobilenet_v1(model_path)
+        data_dir = args.data_dir or preflight.download_flower_photos(args.cache_dir)
+        model_path = preflight.resolve_model_handle(handle, args.cache_dir)
+        module_size = preflight.module_image_size(model_path)
+        resizable = module_size is None or preflight.module_is_mobilenet_v1(model_path)
     else:
         if not args.data_dir:
             raise CliError("--data-dir is required: the folder (or gs:// URI) the pipeline reads")
@@ -398,15 +261,17 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
     if args.class_names:
         class_names = tuple(sorted(name.strip() for name in args.class_names.split(",")))
         if local:
-            missing = sorted(set(class_names) - set(images.discover_classes(data_dir)))
+            missing = sorted(set(class_names) - set(scan.discover_classes(data_dir)))
             if missing:
                 raise CliError(f"--class-names: no image folder {missing[0]!r} in {data_dir}")
     else:
         try:
-            class_names = images.discover_classes(data_dir)
+            class_names = scan.discover_classes(data_dir)
         except images.DataDirError as error:
             raise CliError(str(error)) from None
     beam_args = beam_pipeline_args(args.beam_runner, args.beam_arg)
+    if local:  # a remote orchestrator's containers have TFX's package of their own
+        beam_args = tfx_package.with_tfx_package(beam_args, args.cache_dir)
     return config_lib.PipelineConfig(
         data=config_lib.DataConfig(
             data_dir=_local_path(data_dir),

@@ -1,11 +1,13 @@
 """Tests of the retrain command line: flags, environment, preflight errors."""
 
+import os
 import shutil
 from unittest import mock
 
 import pytest
 
-from pipeline import cli
+from models import training_config
+from pipeline import cli, preflight
 from pipeline import config as config_lib
 from tests.support import make_image_folder
 
@@ -78,12 +80,16 @@ def test_beam_runner_and_arguments_reach_the_config(tmp_path, hub_dir):
     flags = [f"--data-dir={photos}", f"--model-handle={hub_dir}", "--beam-runner=FlinkRunner",
              "--beam-arg=--flink_master=localhost:8081", "--beam-arg=--parallelism=4"]
     assert _run_main(flags, calls) == 0
-    assert calls[0].beam_pipeline_args == (
+    runner_args, package = calls[0].beam_pipeline_args[:-1], calls[0].beam_pipeline_args[-1]
+    assert runner_args == (
         "--runner=FlinkRunner", "--flink_master=localhost:8081", "--parallelism=4"
     )
+    # TFX's own package for the workers, built once (pipeline/tfx_package.py).
+    assert package.startswith("--extra_package=") and os.path.isfile(package.split("=", 1)[1])
     calls.clear()
     assert _run_main(flags[:2], calls) == 0
-    assert calls[0].beam_pipeline_args == ("--runner=DirectRunner", "--direct_num_workers=1")
+    assert calls[0].beam_pipeline_args == ("--runner=DirectRunner", "--direct_num_workers=1",
+                                           package)
 
 
 def test_flower_classes_use_the_flowers_schema(tmp_path, hub_dir):
@@ -93,7 +99,7 @@ def test_flower_classes_use_the_flowers_schema(tmp_path, hub_dir):
     assert calls[0].schema_path.endswith("schemas/flowers/schema.pbtxt")
     defaults = calls[0].training
     assert (defaults.image_size, defaults.resize, defaults.views) == (
-        config_lib.DEFAULT_IMAGE_SIZE, "short-side", ("plain", "squash224"))
+        training_config.DEFAULT_IMAGE_SIZE, "short-side", ("plain", "squash224"))
 
 
 def test_environment_variables_set_defaults(tmp_path, hub_dir, monkeypatch):
@@ -122,6 +128,62 @@ def test_a_boolean_environment_variable_that_is_no_boolean_is_one_line(tmp_path,
     monkeypatch.setenv("TFX_POETS_FLIP_LEFT_RIGHT", "maybe")
     with pytest.raises(cli.CliError, match="TFX_POETS_FLIP_LEFT_RIGHT='maybe': use one of"):
         cli.build_parser()
+
+
+def test_a_boolean_environment_variable_that_is_no_boolean_exits_2_in_one_line(
+        tmp_path, hub_dir, monkeypatch, capsys):
+    photos = make_image_folder(tmp_path / "photos", {"x": 1, "y": 1})
+    monkeypatch.setenv("TFX_POETS_NO_CACHE", "sometimes")
+    calls = []
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}"], calls) == 2
+    assert calls == []
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == ("retrain: error: TFX_POETS_NO_CACHE='sometimes': use one of 1, true, yes, "
+                    "on, 0, false, no, off")
+
+
+def test_numbers_and_repeatable_flags_from_the_environment(tmp_path, hub_dir, monkeypatch):
+    photos = make_image_folder(tmp_path / "photos", {"x": 1, "y": 1})
+    monkeypatch.setenv("TFX_POETS_TESTING_PERCENTAGE", "20")
+    monkeypatch.setenv("TFX_POETS_FINE_TUNE_EPOCHS", "3")
+    monkeypatch.setenv("TFX_POETS_MIN_ACCURACY", "0.8")
+    monkeypatch.setenv("TFX_POETS_BEAM_ARG", "--parallelism=4 --flink_master=localhost:8081")
+    calls = []
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}"], calls) == 0
+    (config,) = calls
+    assert config.data.testing_percentage == 20 and config.training.fine_tune_epochs == 3
+    assert config.evaluation.min_accuracy == 0.8
+    assert config.beam_pipeline_args[-3:-1] == ("--parallelism=4",
+                                                 "--flink_master=localhost:8081")
+    # A flag still wins over its variable.
+    calls.clear()
+    assert _run_main([f"--data-dir={photos}", f"--model-handle={hub_dir}",
+                      "--testing-percentage=5"], calls) == 0
+    assert calls[0].data.testing_percentage == 5
+
+
+def test_a_number_environment_variable_that_is_no_number_exits_2_in_one_line(
+        tmp_path, hub_dir, monkeypatch, capsys):
+    monkeypatch.setenv("TFX_POETS_TESTING_PERCENTAGE", "ten")
+    assert _run_main([f"--model-handle={hub_dir}"], []) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == "retrain: error: TFX_POETS_TESTING_PERCENTAGE='ten': use an integer"
+
+
+def test_flag_defaults_are_the_configs_defaults():
+    args = cli.build_parser().parse_args([])
+    data = config_lib.defaults_of(config_lib.DataConfig)
+    for name in ("testing_percentage", "validation_percentage", "max_class_imbalance",
+                 "near_duplicate_distance"):
+        assert getattr(args, name) == data[name]
+    assert args.min_accuracy == config_lib.defaults_of(config_lib.EvaluationConfig)["min_accuracy"]
+    pipeline = config_lib.defaults_of(config_lib.PipelineConfig)
+    assert (args.pipeline_name, args.pipeline_root) == (pipeline["pipeline_name"],
+                                                       config_lib.DEFAULT_PIPELINE_ROOT)
+    assert args.no_cache is (not pipeline["enable_cache"])
+    training = config_lib.defaults_of(config_lib.TrainingConfig)
+    for name in ("head_c", "fine_tune_epochs", "flip_left_right", "seed", "train_batch_size"):
+        assert getattr(args, name) == training[name]
 
 
 @pytest.mark.parametrize(
@@ -175,15 +237,15 @@ def test_interrupt_says_how_to_resume(tmp_path, hub_dir, capsys):
 
 
 def test_code_fingerprint_changes_with_component_code_only(tmp_path):
-    for relative in ("components/trainer_module.py", "components/trainer_module_test.py",
+    for relative in ("models/trainer_module.py", "models/trainer_module_test.py",
                      "pipeline/config.py"):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(cli.REPO_ROOT / relative, tmp_path / relative)
     before = cli.code_fingerprint(tmp_path)
-    with open(tmp_path / "components/trainer_module_test.py", "a") as test_file:
+    with open(tmp_path / "models/trainer_module_test.py", "a") as test_file:
         test_file.write("# a test edit\n")
     assert cli.code_fingerprint(tmp_path) == before
-    with open(tmp_path / "components/trainer_module.py", "a") as module:
+    with open(tmp_path / "models/trainer_module.py", "a") as module:
         module.write("# a code edit\n")
     assert cli.code_fingerprint(tmp_path) != before
 
@@ -217,7 +279,8 @@ def test_a_mobilenet_v1_module_takes_any_size(tmp_path):
 
     photos = make_image_folder(tmp_path / "photos", {"a": 2, "b": 2})
     module = make_random_hub_mobilenet(tmp_path / "hub128", alpha=0.25, resolution=128)
-    assert cli.module_image_size(str(module)) == 128 and cli.module_is_mobilenet_v1(str(module))
+    assert preflight.module_image_size(str(module)) == 128
+    assert preflight.module_is_mobilenet_v1(str(module))
     calls = []
     assert _run_main([f"--data-dir={photos}", f"--model-handle={module}", "--image-size=224"],
                      calls) == 0
@@ -232,7 +295,7 @@ def test_a_fixed_module_that_cannot_be_rebuilt_takes_its_size_and_a_mismatch_is_
     module = make_random_hub_mobilenet(tmp_path / "hub128", alpha=0.25, resolution=128)
     calls = []
     # As a module of another architecture: no MobileNet V1 variable names.
-    with mock.patch.object(cli, "module_is_mobilenet_v1", return_value=False):
+    with mock.patch.object(preflight, "module_is_mobilenet_v1", return_value=False):
         assert _run_main([f"--data-dir={photos}", f"--model-handle={module}"], calls) == 0
         assert _run_main([f"--data-dir={photos}", f"--model-handle={module}",
                           "--image-size=224"], calls) == 2
@@ -246,8 +309,8 @@ def test_a_fixed_module_that_cannot_be_rebuilt_takes_its_size_and_a_mismatch_is_
 
 def test_the_shared_module_takes_224_and_a_corrupt_one_is_one_line(tmp_path, shared_mobilenet,
                                                                   capsys):
-    assert cli.module_image_size(shared_mobilenet) == 224
-    assert cli.module_is_mobilenet_v1(shared_mobilenet)
+    assert preflight.module_image_size(shared_mobilenet) == 224
+    assert preflight.module_is_mobilenet_v1(shared_mobilenet)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "saved_model.pb").write_bytes(b"\x0bnot a protocol buffer")
     photos = make_image_folder(tmp_path / "photos", {"a": 2, "b": 2})

@@ -10,7 +10,8 @@ import warnings
 
 # TFX's own progress lines worth showing; the rest of its INFO output is exec-property dumps.
 _TFX_PROGRESS = re.compile(r"^Component \S+ is (running|finished)\.")
-_OWN_LOGGERS = ("components", "pipeline")
+# Every package of the project (tests/test_layers.py lists them): their INFO lines are progress.
+_OWN_LOGGERS = ("components", "models", "pipeline", "tools")
 
 
 def quiet_environment() -> None:

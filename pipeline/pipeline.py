@@ -32,6 +32,7 @@ from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.images import EVAL, TEST, TRAIN
 from components.metrics_on_artifacts import executor as metrics_executor
 from components.run_report.component import RunReport
+from models import features
 from pipeline import config as config_lib
 from pipeline import results
 from pipeline.config import PipelineConfig
@@ -73,9 +74,9 @@ def make_eval_config(
                 # guess, TFMA takes it for Keras, and Keras loads (slower, and more than one
                 # per model) were 38 % of the Evaluators' time in a profiled rerun (BENCHMARKS.md).
                 model_type=tfma.TF_GENERIC,
-                signature_name="serving_examples",
+                signature_name=features.SERVING_EXAMPLES_SIGNATURE,
                 label_key=label_key,
-                prediction_key="scores",
+                prediction_key=features.SCORES_KEY,
             )
         ],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[per_class_key])],
@@ -101,17 +102,22 @@ def _load_factory(dotted_name: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
+def image_example_gen(data: config_lib.DataConfig, code_fingerprint: str) -> ImageExampleGen:
+    """The pipeline's first step, every setting of it from `data`."""
+    return ImageExampleGen(
+        data_dir=data.data_dir,
+        class_names=data.class_names,
+        testing_percentage=data.testing_percentage,
+        validation_percentage=data.validation_percentage,
+        max_class_imbalance=data.max_class_imbalance,
+        near_duplicate_distance=data.near_duplicate_distance,
+        code_fingerprint=code_fingerprint,
+    )
+
+
 def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
     """The pipeline's components by id, in topological order."""
-    example_gen = ImageExampleGen(
-        data_dir=config.data.data_dir,
-        class_names=config.data.class_names,
-        testing_percentage=config.data.testing_percentage,
-        validation_percentage=config.data.validation_percentage,
-        max_class_imbalance=config.data.max_class_imbalance,
-        near_duplicate_distance=config.data.near_duplicate_distance,
-        code_fingerprint=config.code_fingerprint,
-    )
+    example_gen = image_example_gen(config.data, config.code_fingerprint)
     schema_gen = ImportSchemaGen(schema_file=config.schema_path)
     # With the schema, TFDV treats the photos (image_domain) as bytes: without it, it counts
     # every photo's bytes as a distinct string value, all held in memory at once.
@@ -170,7 +176,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
         baseline_model=latest_blessed_model.outputs["model"],
         example_splits=[EVAL],
         eval_config=make_eval_config(
-            config_lib.LABEL_KEY, config.evaluation.min_accuracy, config_lib.LABEL_NAME_KEY
+            features.LABEL_KEY, config.evaluation.min_accuracy, features.LABEL_NAME_KEY
         ),
     )
     # TFX's Evaluator takes no custom executor as an argument; its spec is an attribute.
@@ -197,7 +203,7 @@ def create_components(config: PipelineConfig) -> dict[str, base_node.BaseNode]:
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
             example_splits=[TEST],
-            eval_config=make_eval_config(config_lib.LABEL_KEY, None, config_lib.LABEL_NAME_KEY),
+            eval_config=make_eval_config(features.LABEL_KEY, None, features.LABEL_NAME_KEY),
         ).with_id(results.TEST_EVALUATOR_ID)
         test_evaluator.executor_spec = EVALUATOR_EXECUTOR
         components[test_evaluator.id] = test_evaluator

@@ -6,6 +6,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from tfx import v1 as tfx  # noqa: E402
 
+from models import training_config
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.pipeline import create_components, create_pipeline  # noqa: E402
 
@@ -62,7 +63,7 @@ def test_trainer_and_transform_get_their_settings():
         config_lib.DEFAULT_NEAR_DUPLICATE_DISTANCE)
     transform = components["Transform"].exec_properties
     assert transform["preprocessing_fn"] == config_lib.DEFAULT_PREPROCESSING_FN
-    assert f'"image_size": {config_lib.DEFAULT_IMAGE_SIZE}' in transform["custom_config"]
+    assert f'"image_size": {training_config.DEFAULT_IMAGE_SIZE}' in transform["custom_config"]
     assert '"resize": "short-side"' in transform["custom_config"]
     # TFX's executors, extended to record the head's and the test accuracy's numbers.
     for component_id in ("Trainer", "Evaluator", "TestEvaluator"):

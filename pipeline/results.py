@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.config import LABEL_ISSUES_FILE, PipelineConfig
+from models.features import LABEL_ISSUES_FILE
+from pipeline import metadata_queries
+from pipeline.config import PipelineConfig
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 TEST_EVALUATOR_ID = "TestEvaluator"
@@ -46,21 +48,6 @@ class RunResults:
     component_times: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
 
 
-def open_store(metadata_path: str, read_only: bool = False):
-    """The ML Metadata store in the SQLite file `metadata_path` (created if missing, unless
-    `read_only`). Built with ml_metadata alone: importing TFX here would cost many seconds."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    modes = metadata_store_pb2.SqliteMetadataSourceConfig
-    connection_config = metadata_store_pb2.ConnectionConfig()
-    connection_config.sqlite.filename_uri = metadata_path
-    connection_config.sqlite.connection_mode = (
-        modes.READONLY if read_only else modes.READWRITE_OPENCREATE
-    )
-    return metadata_store.MetadataStore(connection_config)
-
-
 def overall_and_per_class_accuracy(evaluation_uri: str) -> tuple[float | None, dict[str, float]]:
     """Accuracy of the overall slice and of each `image/class/text` slice of a TFMA output."""
     import tensorflow_model_analysis as tfma
@@ -84,24 +71,18 @@ def overall_and_per_class_accuracy(evaluation_uri: str) -> tuple[float | None, d
 
 def latest_run_results(config: PipelineConfig) -> RunResults:
     """The artifacts of the newest pipeline run of `config.pipeline_name`."""
-    store = open_store(config.metadata_path)
-    # One metadata.db per pipeline root, so every run in it belongs to this pipeline.
-    runs = store.get_contexts_by_type("pipeline_run")
+    store = metadata_queries.open_store(config.metadata_path)
     results = RunResults()
-    if not runs:
+    latest = metadata_queries.latest_run(store)
+    if latest is None:
         return results
-    latest = max(runs, key=lambda context: context.create_time_since_epoch)
     results.run_id = latest.name
-    results.component_times = component_times(store, latest.id)
-    type_names = {
-        artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()
-    }
-    artifacts = store.get_artifacts_by_context(latest.id)
-    producers = artifact_producers(store, [artifact.id for artifact in artifacts])
-    for artifact in artifacts:
-        type_name = type_names.get(artifact.type_id)
+    results.component_times = metadata_queries.component_times(store, latest.id)
+    artifacts = metadata_queries.run_artifacts(store, latest.id)
+    for item in artifacts:
+        artifact, type_name, producer = item.artifact, item.type_name, item.producer
         properties = artifact.custom_properties
-        from_test_evaluator = producers.get(artifact.id) == TEST_EVALUATOR_ID
+        from_test_evaluator = producer == TEST_EVALUATOR_ID
         if type_name == "ModelBlessing" and not from_test_evaluator:
             results.blessed = (
                 properties["blessed"].int_value == 1 if "blessed" in properties else None
@@ -122,8 +103,7 @@ def latest_run_results(config: PipelineConfig) -> RunResults:
                     results.test_count = properties["example_count"].int_value
             else:
                 results.eval_accuracy, results.eval_accuracy_per_class = overall, per_class
-        elif type_name == "Model" and producers.get(artifact.id) == "Trainer" \
-                and "head_cv_accuracy" in properties:
+        elif type_name == "Model" and producer == "Trainer" and "head_cv_accuracy" in properties:
             results.head_c = properties["head_c"].double_value
             results.head_cv_accuracy = properties["head_cv_accuracy"].double_value
             results.head_cv_standard_error = properties["head_cv_standard_error"].double_value
@@ -136,72 +116,24 @@ def latest_run_results(config: PipelineConfig) -> RunResults:
                 results.label_issues = f"{artifact.uri}/{LABEL_ISSUES_FILE}"
         elif type_name == "ModelRun":
             results.tensorboard_dir = artifact.uri
-        elif type_name == "Examples" and producers.get(artifact.id) == "ImageExampleGen":
+        elif type_name == "Examples" and producer == "ImageExampleGen":
             results.conversion_report = f"{artifact.uri}/conversion_report.json"
             if "num_near_duplicate_groups" in properties:
                 results.near_duplicate_groups = properties["num_near_duplicate_groups"].int_value
                 results.near_duplicate_photos = properties["num_near_duplicate_photos"].int_value
                 results.label_conflicts = properties["num_label_conflicts"].int_value
-    results.run_report = run_report_path(store, latest.id)
+    results.run_report = run_report_path(artifacts)
     return results
 
 
-def artifact_producers(store, artifact_ids) -> dict[int, str]:
-    """{artifact id: id of the component whose execution output it}."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    node_of_execution = execution_node_ids(store)
-    return {
-        event.artifact_id: node_of_execution.get(event.execution_id, "")
-        for event in store.get_events_by_artifact_ids(list(artifact_ids))
-        if event.type == metadata_store_pb2.Event.OUTPUT
-    }
-
-
-def run_report_path(store, run_context_id: int) -> str:
+def run_report_path(artifacts: list[metadata_queries.RunArtifact]) -> str:
     """The report.html of a run, from the artifact its RunReport component output ("" if the
-    run has none)."""
-    artifacts = store.get_artifacts_by_context(run_context_id)
-    producers = artifact_producers(store, [artifact.id for artifact in artifacts])
-    for artifact in artifacts:
-        if producers.get(artifact.id) == RUN_REPORT_ID:
-            path = artifact.custom_properties.get("report_html")
-            return path.string_value if path else f"{artifact.uri}/report.html"
+    run has none), given the run's artifacts (metadata_queries.run_artifacts)."""
+    for item in artifacts:
+        if item.producer == RUN_REPORT_ID:
+            path = item.artifact.custom_properties.get("report_html")
+            return path.string_value if path else f"{item.artifact.uri}/report.html"
     return ""
-
-
-def execution_node_ids(store) -> dict[int, str]:
-    """{execution id: component (node) id} of every execution in the store."""
-    node_of_execution = {}
-    for node_context in store.get_contexts_by_type("node"):
-        node_id = node_context.name.split(".", 1)[-1]  # "<pipeline>.<node id>"
-        for execution in store.get_executions_by_context(node_context.id):
-            node_of_execution[execution.id] = node_id
-    # TFX's legacy launcher (AirflowDagRunner's) records no node contexts, only this property.
-    for execution in store.get_executions():
-        if execution.id not in node_of_execution and "component_id" in execution.properties:
-            node_of_execution[execution.id] = execution.properties["component_id"].string_value
-    return node_of_execution
-
-
-def component_times(store, run_context_id: int) -> list[tuple[str, str, float]]:
-    """Each execution of a run: its component id, state (COMPLETE, CACHED, ...) and seconds."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    states = metadata_store_pb2.Execution.State
-    node_of_execution = execution_node_ids(store)
-    timings = []
-    executions = sorted(
-        store.get_executions_by_context(run_context_id),
-        key=lambda execution: (execution.create_time_since_epoch, execution.id),
-    )
-    for execution in executions:
-        node_id = node_of_execution.get(execution.id, str(execution.id))
-        seconds = (
-            execution.last_update_time_since_epoch - execution.create_time_since_epoch
-        ) / 1000
-        timings.append((node_id, states.Name(execution.last_known_state), seconds))
-    return timings
 
 
 def _class_balance(conversion_report: str) -> dict | None:
@@ -252,7 +184,7 @@ def summarize(config: PipelineConfig) -> str:
             "  pushed model   none: the model was not blessed (see the Evaluator's output)"
         )
     lines.append(
-        f"  TensorBoard    python -m pipeline.tensorboard --pipeline-root {config.pipeline_root}"
+        f"  TensorBoard    python -m tools.tensorboard --pipeline-root {config.pipeline_root}"
     )
     if results.run_report:
         lines.append(f"  run report     {results.run_report}")
@@ -278,7 +210,7 @@ def summarize(config: PipelineConfig) -> str:
             f"{balance['smallest']['images']})"
         )
         if balance["imbalanced"]:
-            from components.image_example_gen.executor import imbalance_message
+            from components.image_example_gen.report import imbalance_message
 
             lines.append(f"  WARNING        {imbalance_message(balance)}")
     lines.append(f"  ML Metadata    {config.metadata_path}")

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from components.image_example_gen import images
+from components.image_example_gen import scan
 from tests.support.images import STOP_CASES, edit_in_place, make_bad_input_corpus
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -45,15 +45,15 @@ def _run(flags):
 
 def _example_gen_runs(pipeline_root):
     """(state, Examples artifact's input_fingerprint) of ImageExampleGen in each run, in order."""
-    from pipeline import results
+    from pipeline import metadata_queries
 
-    store = results.open_store(str(pipeline_root / "metadata.db"), read_only=True)
+    store = metadata_queries.open_store(str(pipeline_root / "metadata.db"), read_only=True)
     runs = sorted(store.get_contexts_by_type("pipeline_run"),
                   key=lambda context: context.create_time_since_epoch)
     examples_type = store.get_artifact_type("Examples").id
     outcome = []
     for run in runs:
-        (state,) = [state for node, state, _ in results.component_times(store, run.id)
+        (state,) = [state for node, state, _ in metadata_queries.component_times(store, run.id)
                     if node == "ImageExampleGen"]
         (examples,) = [artifact for artifact in store.get_artifacts_by_context(run.id)
                        if artifact.type_id == examples_type]
@@ -109,8 +109,8 @@ def test_an_edit_two_levels_down_converts_again_with_a_true_fingerprint(corpus_r
     photos, pipeline_root, _ = corpus_runs
     (_, first_print), _, (edited, edited_print) = _example_gen_runs(pipeline_root)
     assert edited == "COMPLETE" and edited_print != first_print
-    listing = images.list_photos(str(photos), images.discover_classes(str(photos)))
-    assert edited_print == images.folder_fingerprint(listing.photos)
+    listing = scan.list_photos(str(photos), scan.discover_classes(str(photos)))
+    assert edited_print == scan.folder_fingerprint(listing.photos)
 
 
 @pytest.mark.parametrize("stop", STOP_CASES)

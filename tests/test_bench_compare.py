@@ -180,7 +180,7 @@ def test_parse_reference_row_and_summary_accuracy():
 
 
 def test_rerun_head_c_differs_from_the_cold_runs_cross_validated_choice():
-    from pipeline.config import TrainingConfig
+    from models.training_config import TrainingConfig
 
     assert TrainingConfig(model_handle="m").head_c == 0  # the cold run chooses C itself
     assert compare.RERUN_HEAD_C > 0
@@ -422,9 +422,9 @@ def test_read_run_facts_from_a_small_metadata_store(tmp_path):
 
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    from pipeline import results
+    from pipeline import metadata_queries, results
 
-    store = results.open_store(str(tmp_path / "metadata.db"))
+    store = metadata_queries.open_store(str(tmp_path / "metadata.db"))
     run_type = store.put_context_type(pb.ContextType(name="pipeline_run"))
     node_type = store.put_context_type(pb.ContextType(name="node"))
     execution_type = store.put_execution_type(pb.ExecutionType(name="Component"))

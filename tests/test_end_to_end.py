@@ -31,12 +31,12 @@ def _run(args, timeout=900):
 
 def _component_states(pipeline_root):
     """{node id: state} of the newest run, from ML Metadata."""
-    from pipeline import results
+    from pipeline import metadata_queries
 
-    store = results.open_store(str(pipeline_root / "metadata.db"))
+    store = metadata_queries.open_store(str(pipeline_root / "metadata.db"))
     runs = store.get_contexts_by_type("pipeline_run")
     latest = max(runs, key=lambda context: context.create_time_since_epoch)
-    return {node: state for node, state, _ in results.component_times(store, latest.id)}
+    return {node: state for node, state, _ in metadata_queries.component_times(store, latest.id)}
 
 
 def _eval_accuracy_line(stdout):
@@ -199,8 +199,8 @@ def test_rerun_with_unchanged_photos_is_all_cached(first_run):
 
 
 def _inspect(capsys, *args):
-    """stdout of `python -m pipeline.inspect_metadata ARGS`, run in-process."""
-    from pipeline import inspect_metadata
+    """stdout of `python -m tools.inspect_metadata ARGS`, run in-process."""
+    from tools import inspect_metadata
 
     code = inspect_metadata.main(list(args))
     captured = capsys.readouterr()
@@ -209,10 +209,10 @@ def _inspect(capsys, *args):
 
 
 def test_inspect_lists_each_run_and_its_executions(first_run, capsys):
-    from pipeline import results
+    from pipeline import metadata_queries
 
     out = str(first_run[0] / "out")
-    store = results.open_store(str(first_run[0] / "out" / "metadata.db"), read_only=True)
+    store = metadata_queries.open_store(str(first_run[0] / "out" / "metadata.db"), read_only=True)
     run_ids = {context.name for context in store.get_contexts_by_type("pipeline_run")}
     runs = json.loads(_inspect(capsys, "runs", "--json", "--pipeline-root", out))["runs"]
     # One COMPLETE run per pipeline run (one, or two once the cached rerun has run).
@@ -262,7 +262,7 @@ def test_inspect_lineage_of_the_pushed_model_reaches_the_photos(first_run, capsy
 
 
 def test_inspect_without_a_store_is_one_line_and_exit_2(tmp_path, capsys):
-    from pipeline import inspect_metadata
+    from tools import inspect_metadata
 
     assert inspect_metadata.main(["lineage", "--pipeline-root", str(tmp_path / "none")]) == 2
     captured = capsys.readouterr()

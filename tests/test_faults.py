@@ -106,9 +106,9 @@ def _execution_order(flags):
 
 
 def _store(pipeline_root):
-    from pipeline import results
+    from pipeline import metadata_queries
 
-    return results.open_store(str(pipeline_root / "metadata.db"), read_only=True)
+    return metadata_queries.open_store(str(pipeline_root / "metadata.db"), read_only=True)
 
 
 def _runs(store):
@@ -117,9 +117,9 @@ def _runs(store):
 
 
 def _states(store, run):
-    from pipeline import results
+    from pipeline import metadata_queries
 
-    return {node: state for node, state, _ in results.component_times(store, run.id)}
+    return {node: state for node, state, _ in metadata_queries.component_times(store, run.id)}
 
 
 @pytest.fixture(scope="module")
@@ -181,9 +181,9 @@ def test_each_kill_lands_inside_its_component_and_finished_steps_are_reused(kill
 
 
 def _executions_by_node(store):
-    from pipeline import results
+    from pipeline import metadata_queries
 
-    node_of = results.execution_node_ids(store)
+    node_of = metadata_queries.execution_node_ids(store)
     by_node = {}
     for execution in store.get_executions():
         by_node.setdefault(node_of.get(execution.id), []).append(execution)

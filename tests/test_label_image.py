@@ -15,8 +15,10 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline import label_image  # noqa: E402
-from pipeline.config import TrainingConfig  # noqa: E402
+from models import features  # noqa: E402
+from models.training_config import TrainingConfig  # noqa: E402
+from tools import classifiers, label_image, tflite_classifier  # noqa: E402
+from tools import photos as photo_files  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLASS_NAMES = ["red", "green", "blue"]
@@ -99,19 +101,19 @@ def test_resolve_model_dir_picks_highest_complete_numeric_version(tmp_path):
         (tmp_path / version).mkdir()
         (tmp_path / version / "saved_model.pb").write_bytes(b"")
     (tmp_path / "11").mkdir()  # No saved_model.pb yet.
-    assert label_image.resolve_model_dir(tmp_path) == tmp_path / "10"
-    assert label_image.resolve_model_dir(tmp_path / "9") == tmp_path / "9"
+    assert classifiers.resolve_model_dir(tmp_path) == tmp_path / "10"
+    assert classifiers.resolve_model_dir(tmp_path / "9") == tmp_path / "9"
 
 
 def test_resolve_model_dir_rejects_missing_and_empty(tmp_path):
-    with pytest.raises(label_image.UsageError, match="does not exist"):
-        label_image.resolve_model_dir(tmp_path / "nope")
-    with pytest.raises(label_image.UsageError, match="no SavedModel"):
-        label_image.resolve_model_dir(tmp_path)
+    with pytest.raises(classifiers.UsageError, match="does not exist"):
+        classifiers.resolve_model_dir(tmp_path / "nope")
+    with pytest.raises(classifiers.UsageError, match="no SavedModel"):
+        classifiers.resolve_model_dir(tmp_path)
 
 
 def test_collect_image_paths_recurses_sorted_and_skips_non_images(photos):
-    collected = label_image.collect_image_paths([photos])
+    collected = photo_files.collect_image_paths([photos])
     assert collected == [
         photos / "nested" / "blue2.jpeg",
         photos / "nested" / "deeper" / "blue.PNG",
@@ -120,7 +122,7 @@ def test_collect_image_paths_recurses_sorted_and_skips_non_images(photos):
     ]
     # An explicitly named file is taken whatever its name; duplicates are dropped.
     notes = photos / "notes.txt"
-    assert label_image.collect_image_paths([notes, photos / "red.png", photos]) == [
+    assert photo_files.collect_image_paths([notes, photos / "red.png", photos]) == [
         notes,
         photos / "red.png",
         *collected[:3],
@@ -128,12 +130,12 @@ def test_collect_image_paths_recurses_sorted_and_skips_non_images(photos):
 
 
 def test_collect_image_paths_rejects_missing_path(tmp_path):
-    with pytest.raises(label_image.UsageError, match="does not exist"):
-        label_image.collect_image_paths([tmp_path / "missing.jpg"])
+    with pytest.raises(classifiers.UsageError, match="does not exist"):
+        photo_files.collect_image_paths([tmp_path / "missing.jpg"])
 
 
 def test_top_k_and_formatting():
-    predictions = label_image.top_k_predictions([0.1, 0.7, 0.2], ["a", "b", "c"], k=5)
+    predictions = photo_files.top_k_predictions([0.1, 0.7, 0.2], ["a", "b", "c"], k=5)
     assert [p.label for p in predictions] == ["b", "c", "a"]
     assert label_image.format_text("x.jpg", predictions[:2]) == (
         "x.jpg\n  b (score=0.70000)\n  c (score=0.20000)"
@@ -165,7 +167,7 @@ def test_main_json_lines_schema_and_top_k_cap(model_base, photos, capsys):
     assert label_image.main([*argv, str(photos)]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["path"] for r in records] == [
-        str(p) for p in label_image.collect_image_paths([photos])
+        str(p) for p in photo_files.collect_image_paths([photos])
     ]
     for record in records:
         assert set(record) == {"path", "label", "score", "top_k"}
@@ -251,7 +253,7 @@ def test_photos_reach_the_model_upright_and_rgb(tmp_path):
         seen.extend(Image.open(io.BytesIO(data)) for data in encoded_images)
         return [[1.0] for _ in encoded_images], ["only"]
 
-    results = list(label_image.classify_paths(fake_classify, [rotated, cmyk], top_k=1))
+    results = list(photo_files.classify_paths(fake_classify, [rotated, cmyk], top_k=1))
     assert len(results) == 2
     assert seen[0].size == (20, 40)
     assert [image.mode for image in seen] == ["RGB", "RGB"]
@@ -276,7 +278,7 @@ def tflite_dir(tmp_path_factory):
     """model_float.tflite, model_int8.tflite and labels.txt, as the Trainer writes them."""
     import numpy as np
 
-    from components import tflite_export
+    from models import tflite_export
 
     rng = np.random.default_rng(0)
     calibration = [rng.uniform(0, 1, (1, TFLITE_SIZE, TFLITE_SIZE, 3)).astype(np.float32)
@@ -287,7 +289,7 @@ def tflite_dir(tmp_path_factory):
     tflite_export.write_tflite_models(
         mean_colour_keras_model(), settings, calibration, str(export_dir)
     )
-    return export_dir / tflite_export.TFLITE_DIR
+    return export_dir / features.TFLITE_DIR
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +297,7 @@ def any_shape_tflite_dir(tmp_path_factory):
     """The same model for photos that keep their aspect ratio, with a mirror view."""
     import numpy as np
 
-    from components import tflite_export
+    from models import tflite_export
 
     rng = np.random.default_rng(0)
     calibration = [rng.uniform(0, 1, (1, TFLITE_SIZE, TFLITE_SIZE + 16 * (i % 2), 3))
@@ -306,7 +308,7 @@ def any_shape_tflite_dir(tmp_path_factory):
     tflite_export.write_tflite_models(
         mean_colour_keras_model(side=None), settings, calibration, str(export_dir)
     )
-    return export_dir / tflite_export.TFLITE_DIR
+    return export_dir / features.TFLITE_DIR
 
 
 @pytest.mark.parametrize("model_file", ["model_float.tflite", "model_int8.tflite"])
@@ -399,22 +401,22 @@ def test_quantize_and_dequantize_use_scale_and_zero_point():
     import numpy as np
 
     values = np.array([0.0, 0.2, 1.0, 2.0], np.float32)
-    quantized = label_image.quantize(values, 1 / 255, -128, np.int8)
+    quantized = tflite_classifier.quantize(values, 1 / 255, -128, np.int8)
     assert quantized.dtype == np.int8
     assert quantized.tolist() == [-128, -77, 127, 127]  # 2.0 saturates
-    np.testing.assert_allclose(label_image.dequantize(quantized, 1 / 255, -128),
+    np.testing.assert_allclose(tflite_classifier.dequantize(quantized, 1 / 255, -128),
                                [0.0, 0.2, 1.0, 1.0], atol=1e-6)
-    assert label_image.quantize(values, 1 / 255, 0, np.uint8).tolist() == [0, 51, 255, 255]
+    assert tflite_classifier.quantize(values, 1 / 255, 0, np.uint8).tolist() == [0, 51, 255, 255]
 
 
 def test_tflite_pixels_are_the_training_pixels(photos):
     """The Transform's resize + JPEG re-encoding, then the Trainer's decoding."""
     import numpy as np
 
-    from components import transform_module
+    from models import transform_module
 
     encoded = [(photos / "red.png").read_bytes(), (photos / "nested" / "green.jpg").read_bytes()]
-    pixels = label_image.training_pixels_function(TFLITE_SIZE)(tf.constant(encoded)).numpy()
+    pixels = tflite_classifier.training_pixels_function(TFLITE_SIZE)(tf.constant(encoded)).numpy()
     assert pixels.shape == (2, TFLITE_SIZE, TFLITE_SIZE, 3) and pixels.dtype == np.float32
     for image, data in zip(pixels, encoded, strict=True):
         jpeg = transform_module.resize_to_jpeg(tf.constant([data]), TFLITE_SIZE)[0]
@@ -425,11 +427,11 @@ def test_tflite_pixels_are_the_training_pixels(photos):
 def test_tflite_scorer_resizes_for_batches(tflite_dir, any_shape_tflite_dir):
     import numpy as np
 
-    scorer = label_image.TfliteScorer(
+    scorer = tflite_classifier.TfliteScorer(
         tf.lite.Interpreter(model_path=str(tflite_dir / "model_int8.tflite"))
     )
     assert (scorer.image_size, scorer.num_classes) == (TFLITE_SIZE, 3)
-    any_shape = label_image.TfliteScorer(
+    any_shape = tflite_classifier.TfliteScorer(
         tf.lite.Interpreter(model_path=str(any_shape_tflite_dir / "model_float.tflite")))
     assert any_shape.image_size == 0  # any height and width
     pixels = np.random.default_rng(0).uniform(0, 1, (5, TFLITE_SIZE, TFLITE_SIZE, 3))

@@ -162,7 +162,8 @@ def test_airflow_executes_every_task_of_the_dag_successfully(airflow_run):
 
 
 def test_airflow_run_pushed_a_model_with_lineage_back_to_the_photos(airflow_run, capsys):
-    from pipeline import inspect_metadata, results
+    from pipeline import metadata_queries
+    from tools import inspect_metadata
 
     root, completed = airflow_run
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -178,7 +179,7 @@ def test_airflow_run_pushed_a_model_with_lineage_back_to_the_photos(airflow_run,
     assert {"Transform", "ImageExampleGen"} <= set(chain)
     assert pathlib.Path(document["input_base"]).resolve() == (root / "photos").resolve()
     # Both Evaluators registered their outputs in the one run, under names of their own.
-    store = results.open_store(str(root / "out" / "metadata.db"), read_only=True)
+    store = metadata_queries.open_store(str(root / "out" / "metadata.db"), read_only=True)
     names = sorted(artifact.name for artifact in store.get_artifacts_by_type("ModelEvaluation"))
     assert names == [f"Evaluator:evaluation:manual__{RUN_DATE}T00:00:00+00:00",
                      f"TestEvaluator:evaluation:manual__{RUN_DATE}T00:00:00+00:00"]

@@ -17,7 +17,6 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.image_example_gen import driver, executor, images
-from pipeline.config import DEFAULT_NEAR_DUPLICATE_DISTANCE
 
 # Our driver walks the class folders instead; Kubeflow V2, which runs TFX's own ExampleGen
 # driver in a container, still fingerprints what this matches.
@@ -34,10 +33,10 @@ class ImageExampleGenSpec(types.ComponentSpec):
         "testing_percentage": ExecutionParameter(type=int),
         "validation_percentage": ExecutionParameter(type=int),
         # Largest / smallest class count above which the run warns of class imbalance.
-        "max_class_imbalance": ExecutionParameter(type=float, optional=True),
+        "max_class_imbalance": ExecutionParameter(type=float),
         # Photos whose perceptual hashes differ by at most this many bits (of 256) are copies,
         # kept in one split; 0 groups byte-identical files only.
-        "near_duplicate_distance": ExecutionParameter(type=int, optional=True),
+        "near_duplicate_distance": ExecutionParameter(type=int),
         # Changes with the converter's code, so that TFX's cache misses after an edit.
         "code_fingerprint": ExecutionParameter(type=str, optional=True),
     }
@@ -48,7 +47,14 @@ class ImageExampleGenSpec(types.ComponentSpec):
 
 
 class ImageExampleGen(FileBasedExampleGen):
-    """Converts `data_dir/<class>/<image>` to train / eval / test tf.Example splits."""
+    """Converts `data_dir/<class>/<image>` to train / eval / test tf.Example splits.
+
+    Every setting is required: their defaults live in one place, pipeline/config.py's
+    DataConfig, and create_pipeline passes its values. A FileBasedExampleGen, so that Kubeflow V2
+    compiles it as one (TFX's driver in a container), but its __init__ is skipped:
+    FileBasedExampleGen.__init__ builds a FileBasedExampleGenSpec of its own, which has no
+    place for this spec's parameters.
+    """
 
     SPEC_CLASS = ImageExampleGenSpec
     DRIVER_CLASS = driver.Driver
@@ -58,11 +64,11 @@ class ImageExampleGen(FileBasedExampleGen):
         self,
         data_dir: str,
         class_names: tuple[str, ...] | list[str],
-        testing_percentage: int = 10,
-        validation_percentage: int = 10,
-        max_class_imbalance: float = executor.DEFAULT_MAX_CLASS_IMBALANCE,
-        near_duplicate_distance: int = DEFAULT_NEAR_DUPLICATE_DISTANCE,
-        code_fingerprint: str = "",
+        testing_percentage: int,
+        validation_percentage: int,
+        max_class_imbalance: float,
+        near_duplicate_distance: int,
+        code_fingerprint: str,
     ):
         input_config = example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name="images", pattern=IMAGE_FILE_PATTERN)]
@@ -90,5 +96,5 @@ class ImageExampleGen(FileBasedExampleGen):
             code_fingerprint=code_fingerprint,
             examples=types.Channel(type=standard_artifacts.Examples),
         )
-        # Skips FileBasedExampleGen.__init__, which builds its own spec without our parameters.
+        # Not FileBasedExampleGen.__init__: see the class's docstring.
         base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

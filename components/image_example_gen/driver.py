@@ -2,7 +2,7 @@
 
 TFX's FileBasedDriver fingerprints what its one `*/*` glob matches: it stats every entry (a
 broken link there ends the run with a traceback) and sees nothing two levels down. This driver
-fingerprints `images.list_photos` instead, the listing the executor converts, so the cache
+fingerprints `scan.list_photos` instead, the listing the executor converts, so the cache
 misses exactly when a converted photo was added, removed, renamed, edited or made readable.
 """
 
@@ -15,16 +15,16 @@ from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.example_gen import utils
 from tfx.types import standard_component_specs
 
-from components.image_example_gen import images
+from components.image_example_gen import scan
 
 
 def fingerprint_of(exec_properties: dict[str, Any]) -> str:
     """The fingerprint of the photos of the component's image folder and classes."""
-    listing = images.list_photos(
+    listing = scan.list_photos(
         exec_properties[standard_component_specs.INPUT_BASE_KEY],
         json.loads(exec_properties["class_names"]),
     )
-    return images.folder_fingerprint(listing.photos)
+    return scan.folder_fingerprint(listing.photos)
 
 
 class Driver(example_gen_driver.FileBasedDriver):

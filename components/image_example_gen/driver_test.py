@@ -7,14 +7,15 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest  # noqa: E402
 
-from components.image_example_gen import driver, images  # noqa: E402
+from components.image_example_gen import driver, scan  # noqa: E402
 from components.image_example_gen.component import ImageExampleGen  # noqa: E402
 from tests.support import make_image_folder  # noqa: E402
+from tests.support.example_gen import image_example_gen  # noqa: E402
 from tests.support.images import edit_in_place, make_bad_input_corpus  # noqa: E402
 
 
 def _fingerprint(photos, class_names=("ant", "bee")):
-    component = ImageExampleGen(str(photos), list(class_names))
+    component = image_example_gen(photos, class_names)
     properties = driver.Driver(None).resolve_exec_properties(
         dict(component.exec_properties), None, None
     )
@@ -33,7 +34,7 @@ def photos(tmp_path):
 def test_the_fingerprint_counts_the_photos_at_every_depth(photos):
     fingerprint = _fingerprint(photos)
     assert fingerprint.startswith("split:images,num_files:7,total_bytes:")
-    assert images.FINGERPRINT_MARK in fingerprint
+    assert scan.FINGERPRINT_MARK in fingerprint
     assert _fingerprint(photos) == fingerprint  # stable
 
 
@@ -72,9 +73,9 @@ def test_the_fingerprint_ignores_what_is_not_converted(photos):
 def test_the_driver_fingerprints_the_bad_input_corpus_as_the_executor_lists_it(tmp_path):
     # TFX's FileBasedDriver raised NotFoundError here, at the broken link (issue 19).
     photos = make_bad_input_corpus(tmp_path / "photos")
-    class_names = images.discover_classes(photos)
-    listing = images.list_photos(str(photos), class_names)
-    assert _fingerprint(photos, class_names) == images.folder_fingerprint(listing.photos)
+    class_names = scan.discover_classes(photos)
+    listing = scan.list_photos(str(photos), class_names)
+    assert _fingerprint(photos, class_names) == scan.folder_fingerprint(listing.photos)
     assert f"num_files:{len(listing.photos)}," in _fingerprint(photos, class_names)
 
 

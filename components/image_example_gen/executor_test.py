@@ -13,10 +13,15 @@ from tfx.components.util import examples_utils  # noqa: E402
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
-from components.image_example_gen import driver, executor, images  # noqa: E402
-from components.image_example_gen.component import ImageExampleGen  # noqa: E402
-from pipeline import config as config_lib  # noqa: E402
+from components.image_example_gen import driver, executor, images, scan  # noqa: E402
+from components.image_example_gen.report import (  # noqa: E402
+    GROUPED_PHOTOS_FILE,
+    REPORT_FILE,
+    class_balance,
+)
+from models import features
 from tests.support import make_corrupt_file, make_image_folder  # noqa: E402
+from tests.support.example_gen import image_example_gen  # noqa: E402
 from tests.support.images import (  # noqa: E402
     CHANGING,
     VANISHING,
@@ -46,9 +51,11 @@ def run_executor(exec_properties, output_dir):
 def convert(data_dir, class_names, output_dir, testing=10, validation=10):
     """Runs the driver and the executor as the pipeline would; returns (report dict, examples
     by split, the Examples artifact)."""
-    component = ImageExampleGen(str(data_dir), class_names, testing, validation)
+    component = image_example_gen(
+        data_dir, class_names, testing_percentage=testing, validation_percentage=validation
+    )
     examples = run_executor(driven_exec_properties(component), output_dir)
-    report = json.loads((output_dir / executor.REPORT_FILE).read_text())
+    report = json.loads((output_dir / REPORT_FILE).read_text())
     by_split = {}
     for split in (images.TRAIN, images.EVAL, images.TEST):
         files = tf.io.gfile.glob(str(output_dir / f"Split-{split}" / "*"))
@@ -71,13 +78,13 @@ def test_converts_every_image_into_the_retrain_split(tmp_path):
     assert sum(len(examples) for examples in by_split.values()) == 24
     for split, examples in by_split.items():
         for example in examples:
-            file_name = _feature(example, config_lib.FILENAME_KEY).decode()
+            file_name = _feature(example, features.FILENAME_KEY).decode()
             assert images.which_split(file_name, 10, 10) == split
-            class_name = _feature(example, config_lib.LABEL_NAME_KEY).decode()
+            class_name = _feature(example, features.LABEL_NAME_KEY).decode()
             assert file_name.startswith(class_name + "/")
-            assert _feature(example, config_lib.LABEL_KEY) == ["ant", "bee"].index(class_name)
+            assert _feature(example, features.LABEL_KEY) == ["ant", "bee"].index(class_name)
             # PNGs are stored as RGB JPEG, so later steps see one format.
-            assert _feature(example, config_lib.IMAGE_KEY)[:2] == b"\xff\xd8"
+            assert _feature(example, features.IMAGE_KEY)[:2] == b"\xff\xd8"
     assert artifact.get_int_custom_property("num_images") == 24
     assert artifact.split_names == '["train", "eval", "test"]'
 
@@ -87,7 +94,7 @@ def test_written_splits_mix_the_classes_and_carry_their_format(tmp_path):
     # smaller than the data then could not mix them.
     photos = make_image_folder(tmp_path / "photos", {"ant": 20, "bee": 20})
     _, by_split, artifact = convert(photos, ["ant", "bee"], tmp_path / "out", testing=0)
-    first_labels = {_feature(example, config_lib.LABEL_KEY) for example in by_split["train"][:10]}
+    first_labels = {_feature(example, features.LABEL_KEY) for example in by_split["train"][:10]}
     assert first_labels == {0, 1}
     assert examples_utils.get_payload_format_string(artifact) == "FORMAT_TF_EXAMPLE"
     assert examples_utils.get_file_format(artifact) == "tfrecords_gzip"
@@ -137,7 +144,7 @@ def test_a_class_with_no_readable_image_stops_with_a_clear_error(tmp_path):
 
 def test_shared_flower_photos_convert_with_the_expected_class_counts(tmp_path, flower_photos):
     report, by_split, _ = convert(
-        flower_photos, list(images.discover_classes(flower_photos)), tmp_path / "out"
+        flower_photos, list(scan.discover_classes(flower_photos)), tmp_path / "out"
     )
     counts = {name: sum(splits.values()) for name, splits in report["counts"].items()}
     # 377 roses and 531 tulips on disk: one photo is in both folders, a label conflict.
@@ -198,7 +205,7 @@ def test_near_copies_share_the_split_of_the_oldest_and_a_copy_in_another_class_c
         [f"ant/{original}", f"ant/{resized}", "ant/cropped.jpg", "ant/retoned.jpg"])
     assert group["oldest"] == f"ant/{original}" and group["split"] == split
     assert 0 < group["distance"] <= report["near_duplicate_distance"] == 64
-    where = {_feature(example, config_lib.FILENAME_KEY).decode(): name
+    where = {_feature(example, features.FILENAME_KEY).decode(): name
              for name, examples in by_split.items() for example in examples}
     assert {where[name] for name in group["files"]} == {split}
     # Another photo of the same scene is no copy; a copy in another class is a conflict.
@@ -213,11 +220,11 @@ def test_near_copies_share_the_split_of_the_oldest_and_a_copy_in_another_class_c
                for record in caplog.records)
     # A thumbnail of every grouped photo, conflicts too, for the run report.
     thumbnails = {
-        _feature(example, config_lib.FILENAME_KEY).decode():
-            _feature(example, config_lib.IMAGE_KEY)
+        _feature(example, features.FILENAME_KEY).decode():
+            _feature(example, features.IMAGE_KEY)
         for example in map(tf.train.Example.FromString, (
             record.numpy() for record in tf.data.TFRecordDataset(
-                str(tmp_path / "out" / executor.GROUPED_PHOTOS_FILE), compression_type="GZIP")))
+                str(tmp_path / "out" / GROUPED_PHOTOS_FILE), compression_type="GZIP")))
     }
     assert set(thumbnails) == {*group["files"], "ant/flower_copy.jpg", "bee/flower.jpg"}
     assert all(raw[:2] == b"\xff\xd8" for raw in thumbnails.values())
@@ -250,9 +257,9 @@ def bad_input(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(images, "read_image_file", read_as_non_root)
         patch.setattr(executor, "_check_unchanged_since_fingerprint", check_then_change_files)
-        report, by_split, _ = convert(photos, list(images.discover_classes(photos)), root / "out")
+        report, by_split, _ = convert(photos, list(scan.discover_classes(photos)), root / "out")
     examples = {
-        _feature(example, config_lib.FILENAME_KEY).decode(): (split, example)
+        _feature(example, features.FILENAME_KEY).decode(): (split, example)
         for split, split_examples in by_split.items()
         for example in split_examples
     }
@@ -265,7 +272,7 @@ def _pixels(example):
     import numpy as np
     from PIL import Image
 
-    return np.asarray(Image.open(io.BytesIO(_feature(example, config_lib.IMAGE_KEY)))).astype(int)
+    return np.asarray(Image.open(io.BytesIO(_feature(example, features.IMAGE_KEY)))).astype(int)
 
 
 def test_bad_input_skipped_files_and_their_reasons(bad_input):
@@ -323,8 +330,8 @@ def test_bad_input_odd_but_valid_files_convert(bad_input):
         "line\nbreak.jpg", "album.jpg/inside.jpg", "outside/far.jpg", "linked.jpg",
     ):
         split, example = examples[f"ant/{name}"]
-        assert _feature(example, config_lib.LABEL_NAME_KEY) == b"ant", name
-        assert _feature(example, config_lib.IMAGE_KEY)[:2] == b"\xff\xd8", name
+        assert _feature(example, features.LABEL_NAME_KEY) == b"ant", name
+        assert _feature(example, features.IMAGE_KEY)[:2] == b"\xff\xd8", name
         if name in SAME_PHOTO:  # the split of its oldest copy
             assert split == same_photo["split"], name
         else:
@@ -367,7 +374,7 @@ def test_bad_input_duplicates_share_one_split_and_conflicts_are_left_out(bad_inp
 
 def test_a_folder_changed_after_its_fingerprint_stops_with_one_line(tmp_path):
     photos = make_image_folder(tmp_path / "photos", {"ant": 3, "bee": 3})
-    exec_properties = driven_exec_properties(ImageExampleGen(str(photos), ["ant", "bee"]))
+    exec_properties = driven_exec_properties(image_example_gen(photos, ["ant", "bee"]))
     (photos / "ant" / "sub").mkdir()
     os.link(photos / "ant" / "ant_0.jpg", photos / "ant" / "sub" / "late.jpg")
     with pytest.raises(images.DataDirError) as stopped:
@@ -380,7 +387,7 @@ def test_a_folder_changed_after_its_fingerprint_stops_with_one_line(tmp_path):
 
 def test_class_imbalance_is_measured_and_reported(tmp_path, caplog):
     photos = make_image_folder(tmp_path / "photos", {"ant": 40, "bee": 10, "cat": 12})
-    component = ImageExampleGen(str(photos), ["ant", "bee", "cat"], 10, 10, 3.5)
+    component = image_example_gen(photos, ["ant", "bee", "cat"], max_class_imbalance=3.5)
     assert component.exec_properties["max_class_imbalance"] == 3.5
     report, _, artifact = convert(photos, ["ant", "bee", "cat"], tmp_path / "out")
     balance = report["class_balance"]
@@ -397,14 +404,14 @@ def test_class_imbalance_is_measured_and_reported(tmp_path, caplog):
 
 def test_balance_of_even_classes_and_of_a_class_missing_from_a_split():
     counts = {"ant": {"train": 8, "eval": 1, "test": 1}, "bee": {"train": 1}}
-    balance = executor.class_balance(counts, max_ratio=20)
+    balance = class_balance(counts, max_ratio=20)
     assert balance["ratio"] == 10 and not balance["imbalanced"]
     assert balance["missing_from_splits"] == {"eval": ["bee"], "test": ["bee"]}
-    even = executor.class_balance({"a": {"train": 5}, "b": {"train": 5}}, max_ratio=3)
+    even = class_balance({"a": {"train": 5}, "b": {"train": 5}}, max_ratio=3)
     assert even["ratio"] == 1 and even["missing_from_splits"] == {"eval": ["a", "b"],
                                                                    "test": ["a", "b"]}
     # With --testing-percentage 0 the test split is meant to be empty: not worth a warning.
-    no_test = executor.class_balance(counts, max_ratio=20, splits=["train", "eval"])
+    no_test = class_balance(counts, max_ratio=20, splits=["train", "eval"])
     assert no_test["missing_from_splits"] == {"eval": ["bee"]}
 
 
@@ -432,3 +439,18 @@ def test_an_empty_split_stops_with_one_line_naming_the_flag(
     message = str(stopped.value)
     assert message.startswith(f"the {split} split is empty: 6 photos") and flag in message
     assert "\n" not in message
+
+
+def test_the_declared_formats_are_the_ones_written():
+    from tfx.proto import example_gen_pb2
+    from tfx.types import standard_component_specs as specs
+
+    declared = {specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+                specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP}
+    assert executor.declared_formats(declared) == (example_gen_pb2.FORMAT_TF_EXAMPLE,
+                                                   "tfrecords_gzip")
+    with pytest.raises(ValueError, match="File format is not valid"):
+        executor.declared_formats({**declared, specs.OUTPUT_FILE_FORMAT_KEY: 12345})
+    with pytest.raises(ValueError, match="tf.Examples only"):
+        executor.declared_formats(
+            {**declared, specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_PARQUET})

@@ -1,15 +1,14 @@
-"""Tests of the pure image-folder helpers."""
+"""Tests of the one-photo helpers: its split, reading and decoding it."""
 
 import io
 import os
-import re
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from components.image_example_gen import images
+from components.image_example_gen import images, scan
 from tests.support import images as support_images
 
 
@@ -73,35 +72,6 @@ def test_which_split_sends_everything_to_train_with_zero_percentages():
     assert {images.which_split(f"x{i}.jpg", 0, 0) for i in range(50)} == {images.TRAIN}
 
 
-def test_discover_classes_sorted_and_ignores_hidden(tmp_path):
-    for name in ("tulips", "daisy", ".hidden"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "a.jpg").write_bytes(b"x")
-    assert images.discover_classes(str(tmp_path)) == ("daisy", "tulips")
-
-
-def test_discover_classes_rejects_missing_empty_and_single(tmp_path):
-    with pytest.raises(images.DataDirError, match="does not exist"):
-        images.discover_classes(str(tmp_path / "nope"))
-    (tmp_path / "only").mkdir()
-    (tmp_path / "only" / "a.png").write_bytes(b"x")
-    with pytest.raises(images.DataDirError, match="at least two"):
-        images.discover_classes(str(tmp_path))
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "notes.txt").write_text("no images here")
-    with pytest.raises(images.DataDirError, match="empty has no images"):
-        images.discover_classes(str(tmp_path))
-
-
-def test_list_class_images_filters_extensions_case_insensitively(tmp_path):
-    (tmp_path / "c").mkdir()
-    for name in ("a.JPG", "b.jpeg", "c.png", "d.gif", "e.bmp", "f.txt", ".g.jpg", "Thumbs.db"):
-        (tmp_path / "c" / name).write_bytes(b"x")
-    assert images.list_class_images(str(tmp_path), "c") == [
-        "c/a.JPG", "c/b.jpeg", "c/c.png", "c/d.gif", "c/e.bmp"
-    ]
-
-
 def test_normalize_keeps_rgb_jpeg_bytes():
     raw = _encode(Image.new("RGB", (40, 30), (200, 10, 10)), "JPEG")
     result = images.normalize_image(raw)
@@ -154,15 +124,6 @@ def test_normalize_rejects_truncated_jpeg():
 
 
 # --- bad input (docs/bad_input.md) -----------------------------------------------------------
-
-
-def test_list_class_images_accepts_webp_and_tiff(tmp_path):
-    (tmp_path / "c").mkdir()
-    for name in ("a.webp", "b.tif", "c.TIFF", "d.WebP"):
-        (tmp_path / "c" / name).write_bytes(b"x")
-    assert images.list_class_images(str(tmp_path), "c") == [
-        "c/a.webp", "c/b.tif", "c/c.TIFF", "c/d.WebP"
-    ]
 
 
 @pytest.mark.parametrize("image_format", ["WEBP", "TIFF"])
@@ -243,47 +204,6 @@ def test_read_image_file_reports_a_symlink_to_itself(tmp_path):
         images.read_image_file(str(tmp_path / "self.jpg"))
 
 
-def test_scan_class_folder_recurses_and_lists_what_it_ignores(tmp_path):
-    root = support_images.make_bad_input_corpus(tmp_path / "photos")
-    scan = images.scan_class_folder(str(root), "ant")
-    assert "ant/nested/deeper/inner.jpg" in scan.images
-    assert "ant/sous dossier é/fleur d'été ü.jpg" in scan.images
-    assert {"ant/UPPER.JPG", "ant/UPPER2.JPEG", "ant/photo.webp", "ant/scan.TIFF"} <= set(
-        scan.images
-    )
-    assert scan.images == sorted(scan.images)
-    assert {"ant/outside/far.jpg", "ant/linked.jpg", "ant/album.jpg/inside.jpg"} <= set(
-        scan.images
-    )
-    assert scan.ignored == [
-        {"file": "ant/.DS_Store", "reason": "hidden file"},
-        {"file": "ant/.hidden.jpg", "reason": "hidden file"},
-        {"file": "ant/Thumbs.db", "reason": "not an image file name (.db)"},
-        {"file": "ant/bee_link",
-         "reason": "symbolic link to ../bee, inside the image folder; not followed, so no photo "
-                   "is read twice"},
-        {"file": "ant/fifo_notes", "reason": "not an image file name (no extension)"},
-        {"file": "ant/nested/loop", "reason": "symlink loop (folder already read)"},
-        {"file": "ant/nested/up", "reason": "symlink loop (to a folder that holds the link)"},
-        {"file": "ant/notes.txt", "reason": "not an image file name (.txt)"},
-    ]
-    assert [item["file"] for item in scan.skipped] == [
-        "ant/broken.jpg", "ant/caf\\xe9.jpg", "ant/dossier\\xff", "ant/pipe.jpg",
-        "ant/selfloop.jpg", "ant/socket.png", "ant/zeros.jpg",
-    ]
-
-
-def test_discover_classes_counts_nested_images_and_rejects_a_class_linking_back(tmp_path):
-    (tmp_path / "a" / "sub").mkdir(parents=True)
-    (tmp_path / "a" / "sub" / "x.jpg").write_bytes(b"x")
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "y.png").write_bytes(b"x")
-    assert images.discover_classes(str(tmp_path)) == ("a", "b")
-    os.symlink(str(tmp_path), tmp_path / "loop")
-    with pytest.raises(images.DataDirError, match=r"loop is a symlink back to .*; remove the link"):
-        images.discover_classes(str(tmp_path))
-
-
 def test_which_split_uses_the_file_name_only_for_nested_files():
     nested = images.which_split("ant/a/b/photo.jpg", 10, 10)
     assert nested == images.which_split("photo.jpg", 10, 10)
@@ -322,7 +242,7 @@ def test_read_image_file_refuses_a_file_changed_or_gone_since_it_was_listed(tmp_
     path = tmp_path / "ant" / "a.jpg"
     path.parent.mkdir()
     path.write_bytes(b"x" * 10)
-    (listed,) = images.scan_class_folder(str(tmp_path), "ant").photos
+    (listed,) = scan.scan_class_folder(str(tmp_path), "ant").photos
     assert images.read_image_file(str(path), listed) == b"x" * 10
     os.utime(path, ns=(listed.mtime_ns, listed.mtime_ns + 1))  # same size, edited
     with pytest.raises(images.UnreadableImageError, match="changed after the folder was listed"):
@@ -332,69 +252,3 @@ def test_read_image_file_refuses_a_file_changed_or_gone_since_it_was_listed(tmp_
         images.read_image_file(str(path), listed)
 
 
-_STOP_MESSAGES = {
-    "empty_class": r"class folder .*/wasp has no images \(\.jpg, .*\); add photos to it or remove "
-    r"it$",
-    "unreadable_class": r"class folder .*/wasp has no images .* \(1 skipped, e\.g\. "
-    r"wasp/only\.jpg: broken symbolic link to gone\.jpg\)$",
-    "broken_class_link": r".*/wasp is a broken symbolic link to .*/photos_outside/unmounted_share; "
-    r"mount or fix its target, or remove the link$",
-    "class_link_back": r"class folder .*/loop is a symlink back to .*; remove the link$",
-    "non_utf8_class": r"class folder .*/dossier\\xff has a name that is not valid UTF-8; rename "
-    r"it$",
-    "line_break_class": r"class folder .*/two\\nlines has a line break in its name; rename it$",
-}
-
-
-@pytest.mark.parametrize("stop", support_images.STOP_CASES)
-def test_discover_classes_stops_on_a_bad_class_folder_with_one_line(tmp_path, stop):
-    root = support_images.make_bad_input_corpus(tmp_path / "photos", stop=stop)
-    with pytest.raises(images.DataDirError) as stopped:
-        images.discover_classes(str(root))
-    assert re.match(_STOP_MESSAGES[stop], str(stopped.value)), str(stopped.value)
-    assert "\n" not in str(stopped.value)
-
-
-def test_discover_classes_takes_the_bad_input_corpus_and_a_class_folder_link(tmp_path):
-    root = support_images.make_bad_input_corpus(tmp_path / "photos")
-    assert images.discover_classes(str(root)) == ("ant", "bee", "cat")
-    assert images.list_class_images(str(root), "cat") == [f"cat/cat_{i}.jpg" for i in range(4)]
-
-
-def test_a_folder_that_cannot_be_read_is_skipped_with_its_reason(tmp_path, monkeypatch):
-    (tmp_path / "ant" / "private").mkdir(parents=True)
-    (tmp_path / "ant" / "private" / "a.jpg").write_bytes(b"x")
-    (tmp_path / "ant" / "b.jpg").write_bytes(b"x")
-    real_scandir = os.scandir
-
-    def denied(path="."):
-        # chmod 000 does not stop root: refuse the listing as the kernel would for a user.
-        if os.fspath(path).endswith("private"):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", denied)
-    scan = images.scan_class_folder(str(tmp_path), "ant")
-    assert scan.images == ["ant/b.jpg"]
-    assert scan.skipped == [
-        {"file": "ant/private", "reason": "cannot read folder: Permission denied"}
-    ]
-
-
-def test_a_folder_tree_deeper_than_the_recursion_limit_is_listed(tmp_path):
-    import inspect
-    import sys
-
-    nested = os.path.join(*["d"] * 200)
-    (tmp_path / "ant" / nested).mkdir(parents=True)
-    (tmp_path / "ant" / nested / "bottom.jpg").write_bytes(b"x")
-    (tmp_path / "ant" / "top.jpg").write_bytes(b"x")
-    # A limit the tree is deeper than, rather than a tree deeper than the real limit: rmtree,
-    # which recurses, could not remove that from the temporary folder pytest shares.
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(len(inspect.stack()) + 100)
-    try:
-        found = images.list_class_images(str(tmp_path), "ant")
-    finally:
-        sys.setrecursionlimit(limit)
-    assert found == [f"ant/{nested}/bottom.jpg", "ant/top.jpg"]

@@ -81,3 +81,25 @@ def test_copies_in_two_classes_are_a_conflict_and_all_left_out():
                                       near_duplicates.DROP)
     assert records == [("conflict", {"files": ["ant/x.jpg", "bee/y.jpg", "bee/z.jpg"],
                                      "classes": ["ant", "bee"], "identical": False})]
+
+
+def test_near_pairs_are_exactly_those_within_the_distance_across_chunks(monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    packed = rng.integers(0, 256, size=(40, 32), dtype=np.uint8)
+    # Copies at exactly 64 and 65 bits from photo 0, so the threshold itself is checked.
+    for row, flips in ((1, 64), (2, 65)):
+        bits = np.unpackbits(packed[0])
+        bits[rng.choice(256, flips, replace=False)] ^= 1
+        packed[row] = np.packbits(bits)
+    prints = [_print(f"a/{index}.jpg", 0, row.tobytes().hex()) for index, row in
+              enumerate(packed)]
+    prints.append(_print("a/flat.jpg", 0, ""))  # no hash: never paired
+    monkeypatch.setattr(near_duplicates, "DISTANCE_CHUNK", 7)
+    rows, columns = near_duplicates._near_pairs(prints, 64)
+    bits = np.unpackbits(packed, axis=1)
+    expected = {(i, j) for i in range(40) for j in range(40)
+                if int((bits[i] != bits[j]).sum()) <= 64}
+    assert set(zip(rows.tolist(), columns.tolist(), strict=True)) == expected
+    assert (0, 1) in expected and (0, 2) not in expected

@@ -2,7 +2,7 @@
 custom properties of their output artifacts in ML Metadata.
 
 - Trainer: the head's cross-validation, read from the `head.json` that the run_fn wrote in the
-  ModelRun folder (components/trainer_module.py), on the Model artifact: `head_c`,
+  ModelRun folder (models/trainer_module.py), on the Model artifact: `head_c`,
   `head_cv_accuracy`, `head_cv_standard_error`, `head_cv_folds`; and from the
   `label_issues.json` beside the model, the photos whose folder label it doubts:
   `num_label_suspects` (of `num_label_checked` train and eval photos) and
@@ -21,8 +21,8 @@ import os
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.trainer import executor as trainer_executor
 
-from components import linear_head
-from pipeline.config import HEAD_REPORT_FILE, LABEL_ISSUES_FILE
+from models import linear_head
+from models.features import HEAD_REPORT_FILE, LABEL_ISSUES_FILE
 
 HEAD_PROPERTIES = {"c": "head_c", "cv_accuracy": "head_cv_accuracy",
                    "cv_standard_error": "head_cv_standard_error"}

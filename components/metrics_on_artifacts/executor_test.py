@@ -6,7 +6,7 @@ import pytest
 from tfx.types import standard_artifacts
 
 from components.metrics_on_artifacts import executor
-from pipeline.config import HEAD_REPORT_FILE, LABEL_ISSUES_FILE
+from models.features import HEAD_REPORT_FILE, LABEL_ISSUES_FILE
 
 
 def test_the_heads_cross_validation_goes_on_the_model(tmp_path):

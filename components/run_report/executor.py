@@ -19,9 +19,9 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.image_example_gen.executor import GROUPED_PHOTOS_FILE, REPORT_FILE
+from components.image_example_gen.report import GROUPED_PHOTOS_FILE, REPORT_FILE
 from components.run_report import report_data, report_page
-from pipeline import config as config_lib
+from models import confusion, features
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ REPORT_KEY = "report"
 SPLIT_KEY = "split"
 MAX_MISCLASSIFIED_KEY = "max_misclassified"
 REPORT_HTML = "report.html"
-SERVING_EXAMPLES_SIGNATURE = "serving_examples"  # the Trainer's raw tf.Example signature
 TFMA_CONFUSION_MATRIX_PLOT = "multi_class_confusion_matrix_plot"
 PREDICT_BATCH_SIZE = 32
 
@@ -52,18 +51,18 @@ def read_conversion_report(examples_uri: str) -> dict:
 def _read_photos(files: list[str], wanted=None) -> dict[str, bytes]:
     """{file name: encoded photo} of the tf.Examples in gzipped TFRecord `files` whose
     image/filename is in `wanted` (all with None)."""
-    features = {
-        config_lib.FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value=b""),
-        config_lib.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+    feature_spec = {
+        features.FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value=b""),
+        features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
     }
     photos = {}
     if not files or wanted is not None and not wanted:
         return photos
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(PREDICT_BATCH_SIZE)
     for serialized in dataset:
-        parsed = tf.io.parse_example(serialized, features)
-        for name, encoded in zip(parsed[config_lib.FILENAME_KEY].numpy(),
-                                 parsed[config_lib.IMAGE_KEY].numpy(), strict=True):
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        for name, encoded in zip(parsed[features.FILENAME_KEY].numpy(),
+                                 parsed[features.IMAGE_KEY].numpy(), strict=True):
             name = name.decode("utf-8", "replace")
             if wanted is None or name in wanted:
                 photos[name] = encoded
@@ -78,7 +77,7 @@ def read_group_photos(examples_uri: str) -> dict[str, bytes]:
 
 def read_label_issues(model_uri: str) -> dict | None:
     """The Trainer's label_issues.json beside the model (None from another run_fn)."""
-    path = os.path.join(model_uri, config_lib.LABEL_ISSUES_FILE)
+    path = os.path.join(model_uri, features.LABEL_ISSUES_FILE)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as issues:
@@ -146,27 +145,28 @@ def classify_split(model_uri: str, files: list[str], num_classes: int, max_mista
     """Runs the model's serving_examples signature over raw tf.Example files once:
     (confusion matrix, the most confident mistakes)."""
     classify = tf.saved_model.load(path_utils.serving_model_path(model_uri)).signatures[
-        SERVING_EXAMPLES_SIGNATURE]
-    features = {
-        config_lib.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-        config_lib.FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value=b""),
-        config_lib.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        features.SERVING_EXAMPLES_SIGNATURE]
+    feature_spec = {
+        features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+        features.FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value=b""),
+        features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
     }
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     mistakes = report_data.WorstMistakes(max_mistakes)
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(PREDICT_BATCH_SIZE)
     for serialized in dataset:
-        scores = classify(examples=serialized)["scores"].numpy()
-        parsed = tf.io.parse_example(serialized, features)
-        labels = parsed[config_lib.LABEL_KEY].numpy()
+        scores = classify(
+            **{features.SERVING_EXAMPLES_INPUT_KEY: serialized})[features.SCORES_KEY].numpy()
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        labels = parsed[features.LABEL_KEY].numpy()
         predicted = scores.argmax(axis=-1)
-        matrix += report_data.confusion_matrix(labels, predicted, num_classes)
+        matrix += confusion.confusion_matrix(labels, predicted, num_classes)
         for index in np.flatnonzero(predicted != labels):
             mistakes.add(report_data.Mistake(
                 score=float(scores[index, predicted[index]]),
-                filename=parsed[config_lib.FILENAME_KEY][index].numpy().decode("utf-8", "replace"),
+                filename=parsed[features.FILENAME_KEY][index].numpy().decode("utf-8", "replace"),
                 true_label=int(labels[index]), predicted_label=int(predicted[index]),
-                encoded=parsed[config_lib.IMAGE_KEY][index].numpy(),
+                encoded=parsed[features.IMAGE_KEY][index].numpy(),
             ))
     return matrix, mistakes
 
@@ -246,7 +246,7 @@ class Executor(base_executor.BaseExecutor):
             notes=notes,
             group_photos=read_group_photos(examples.uri),
             label_issues=label_issues,
-            label_issues_path=os.path.join(model.uri, config_lib.LABEL_ISSUES_FILE),
+            label_issues_path=os.path.join(model.uri, features.LABEL_ISSUES_FILE),
             suspect_photos=suspect_photos,
         )
         path = os.path.join(report.uri, REPORT_HTML)
@@ -257,9 +257,9 @@ class Executor(base_executor.BaseExecutor):
 
 
 def _tensorboard_command(model_run_uri: str) -> str:
-    """`python -m pipeline.tensorboard` for the pipeline root that holds this ModelRun."""
+    """`python -m tools.tensorboard` for the pipeline root that holds this ModelRun."""
     # <pipeline-root>/artifacts/Trainer/model_run/<execution id>
     parts = os.path.normpath(model_run_uri).split(os.sep)
     if len(parts) >= 5 and parts[-4:-1] == ["artifacts", "Trainer", "model_run"]:
-        return f"python -m pipeline.tensorboard --pipeline-root {os.sep.join(parts[:-4])}"
+        return f"python -m tools.tensorboard --pipeline-root {os.sep.join(parts[:-4])}"
     return f"tensorboard --logdir {model_run_uri}"

@@ -20,14 +20,10 @@ from tfx.dsl.components.base import base_executor  # noqa: E402
 from tfx.types import artifact_utils, standard_artifacts  # noqa: E402
 
 from components.image_example_gen import images  # noqa: E402
-from components.image_example_gen.executor import (  # noqa: E402
-    GROUPED_PHOTOS_FILE,
-    REPORT_FILE,
-    make_example,
-    thumbnail_example,
-)
+from components.image_example_gen.conversion import make_example, thumbnail_example  # noqa: E402
+from components.image_example_gen.report import GROUPED_PHOTOS_FILE, REPORT_FILE  # noqa: E402
 from components.run_report import component, executor  # noqa: E402
-from pipeline.config import LABEL_ISSUES_FILE  # noqa: E402
+from models.features import LABEL_ISSUES_FILE  # noqa: E402
 
 CLASSES = ["red", "green", "blue"]
 COLORS = {"red": (230, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 230)}

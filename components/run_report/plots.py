@@ -1,8 +1,8 @@
 """The report's figures, drawn with Matplotlib's Agg canvas (no display, no pyplot state).
 
-Each `*_figure` function takes plain Python / NumPy values and returns a Figure; `png_bytes` and
-`rgb_pixels` turn one into a PNG or an RGB array. The Trainer's TensorBoard summaries use the
-confusion matrix figure too, so the report and TensorBoard show the same picture.
+Each `*_figure` function takes plain Python / NumPy values and returns a Figure; `png_bytes`
+turns one into a PNG. The confusion matrix's figure is models/confusion.py's, shared with the
+Trainer's TensorBoard summaries.
 """
 
 from __future__ import annotations
@@ -11,21 +11,15 @@ import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-DPI = 100
+from models.confusion import DPI, label_size, new_figure
+
 # Tableau colours: distinct on a white page, and what the rendering test looks for.
 SPLIT_COLORS = {"train": "#1f77b4", "eval": "#ff7f0e", "test": "#2ca02c"}
 CURVE_COLORS = {"train": "#1f77b4", "validation": "#ff7f0e"}
 PRECISION_COLOR, RECALL_COLOR = "#1f77b4", "#ff7f0e"
 CORRECT_COLOR, WRONG_COLOR = "#2ca02c", "#d62728"
-
-
-def _figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
 
 
 def png_bytes(figure: Figure) -> bytes:
@@ -34,49 +28,10 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def rgb_pixels(figure: Figure) -> np.ndarray:
-    """The rendered figure as a uint8 [height, width, 3] array (no PNG round trip)."""
-    figure.canvas.draw()
-    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
-
-
-def _label_size(num_classes: int) -> float:
-    return max(6.0, 11.0 - 0.15 * num_classes)
-
-
-def confusion_matrix_figure(
-    matrix: np.ndarray, class_names: Sequence[str], title: str = ""
-) -> Figure:
-    """Rows are true classes, columns predicted ones; each cell shows its count, and its colour
-    is the share of the row, so a small class is as readable as a big one."""
-    matrix = np.asarray(matrix)
-    num_classes = len(class_names)
-    side = min(4.0 + 0.45 * num_classes, 14.0)
-    figure = _figure(side + 1.0, side)
-    axes = figure.add_subplot()
-    row_totals = matrix.sum(axis=1, keepdims=True)
-    shares = np.divide(matrix, row_totals, out=np.zeros(matrix.shape), where=row_totals > 0)
-    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(image, ax=axes, fraction=0.046, label="share of the true class")
-    ticks = np.arange(num_classes)
-    font_size = _label_size(num_classes)
-    axes.set_xticks(ticks, labels=class_names, rotation=45, ha="right", fontsize=font_size)
-    axes.set_yticks(ticks, labels=class_names, fontsize=font_size)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    if num_classes <= 30:  # beyond that the numbers would not fit in their cells
-        for row, column in np.ndindex(matrix.shape):
-            axes.text(column, row, str(int(matrix[row, column])), ha="center", va="center",
-                      fontsize=font_size, color="white" if shares[row, column] > 0.5 else "black")
-    if title:
-        axes.set_title(title)
-    return figure
-
-
 def class_counts_figure(counts: Mapping[str, Mapping[str, int]], splits: Sequence[str]) -> Figure:
     """Grouped bars: photos per class (x) and split (colour)."""
     class_names = list(counts)
-    figure = _figure(min(3.0 + 0.6 * len(class_names), 16.0), 3.6)
+    figure = new_figure(min(3.0 + 0.6 * len(class_names), 16.0), 3.6)
     axes = figure.add_subplot()
     width = 0.8 / max(len(splits), 1)
     positions = np.arange(len(class_names))
@@ -85,7 +40,7 @@ def class_counts_figure(counts: Mapping[str, Mapping[str, int]], splits: Sequenc
         axes.bar(positions + (index - (len(splits) - 1) / 2) * width, values, width,
                  label=split, color=SPLIT_COLORS.get(split))
     axes.set_xticks(positions, labels=class_names, rotation=30, ha="right",
-                    fontsize=_label_size(len(class_names)))
+                    fontsize=label_size(len(class_names)))
     axes.set_ylabel("photos")
     axes.legend()
     axes.set_title("photos per class and split")
@@ -94,7 +49,7 @@ def class_counts_figure(counts: Mapping[str, Mapping[str, int]], splits: Sequenc
 
 def histograms_figure(histograms: Mapping[str, Sequence[tuple[float, float, float]]]) -> Figure:
     """One panel per feature of (low, high, count) buckets, e.g. image height and width."""
-    figure = _figure(4.0 * max(len(histograms), 1), 3.2)
+    figure = new_figure(4.0 * max(len(histograms), 1), 3.2)
     for index, (name, buckets) in enumerate(histograms.items()):
         axes = figure.add_subplot(1, max(len(histograms), 1), index + 1)
         for low, high, count in buckets:
@@ -115,7 +70,7 @@ def training_curves_figure(
     """Loss and accuracy per epoch: `curves[metric][run]` is a list of (epoch, value), where
     run is train or validation. A dashed line marks where fine-tuning started."""
     metrics = list(curves)
-    figure = _figure(4.6 * max(len(metrics), 1), 3.4)
+    figure = new_figure(4.6 * max(len(metrics), 1), 3.4)
     for index, metric in enumerate(metrics):
         axes = figure.add_subplot(1, max(len(metrics), 1), index + 1)
         for run, points in curves[metric].items():
@@ -136,12 +91,12 @@ def precision_recall_figure(
 ) -> Figure:
     """Per-class precision and recall as paired horizontal bars."""
     num_classes = len(class_names)
-    figure = _figure(6.0, min(1.5 + 0.4 * num_classes, 16.0))
+    figure = new_figure(6.0, min(1.5 + 0.4 * num_classes, 16.0))
     axes = figure.add_subplot()
     positions = np.arange(num_classes)
     axes.barh(positions - 0.2, precision, 0.4, label="precision", color=PRECISION_COLOR)
     axes.barh(positions + 0.2, recall, 0.4, label="recall", color=RECALL_COLOR)
-    axes.set_yticks(positions, labels=class_names, fontsize=_label_size(num_classes))
+    axes.set_yticks(positions, labels=class_names, fontsize=label_size(num_classes))
     axes.invert_yaxis()
     axes.set_xlim(0, 1.0)
     axes.set_xlabel("test split")
@@ -154,7 +109,7 @@ def photo_rows_figure(rows: Sequence[Sequence[tuple[np.ndarray, str]]],
     """One row of captioned photos per group (e.g. the copies of one photo), titled on its
     left; a row longer than `columns` shows its first photos."""
     columns = max(1, min(columns, max((len(row) for row in rows), default=1)))
-    figure = _figure(1.8 * columns + 1.6, 1.7 * max(len(rows), 1))
+    figure = new_figure(1.8 * columns + 1.6, 1.7 * max(len(rows), 1))
     grid = figure.add_gridspec(max(len(rows), 1), columns + 1,
                                width_ratios=[0.75] + [1.0] * columns)
     for index, (row, title) in enumerate(zip(rows, row_titles, strict=True)):
@@ -175,7 +130,7 @@ def contact_sheet_figure(
     """A grid of photos (uint8 RGB arrays), each captioned, e.g. "true: rose / predicted: tulip"."""
     columns = max(1, min(columns, len(images)))  # a few mistakes need no wide empty grid
     rows = max(1, -(-len(images) // columns))
-    figure = _figure(2.2 * columns, 2.5 * rows)
+    figure = new_figure(2.2 * columns, 2.5 * rows)
     for index, (image, caption) in enumerate(zip(images, captions, strict=True)):
         axes = figure.add_subplot(rows, columns, index + 1)
         axes.imshow(image)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from models import features
+
 SPLIT_ORDER = ("train", "eval", "test")
-IMAGE_SIZE_FEATURES = ("image/height", "image/width")
+IMAGE_SIZE_FEATURES = (features.HEIGHT_KEY, features.WIDTH_KEY)
 # The Keras TensorBoard callback's per-epoch scalars, by the name the report shows.
 CURVE_TAGS = {"epoch_loss": "loss", "epoch_accuracy": "accuracy"}
 CURVE_RUNS = ("train", "validation")
@@ -139,14 +140,6 @@ def phase_starts(first_epochs_of_files: Iterable[int]) -> list[int]:
     return starts[1:]
 
 
-def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], num_classes: int):
-    """[C, C] counts: row = true class, column = predicted class."""
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    predictions = np.asarray(predictions, dtype=np.int64).reshape(-1)
-    cells = np.bincount(labels * num_classes + predictions, minlength=num_classes**2)
-    return cells[: num_classes**2].reshape(num_classes, num_classes)
-
-
 def confusion_matrix_from_tfma(matrices_at_thresholds, num_classes: int) -> np.ndarray:
     """The [C, C] matrix of TFMA's MultiClassConfusionMatrixPlot at its lowest threshold (0:
     the arg-max class is the prediction). Entries with no predicted class are not counted."""
@@ -172,11 +165,6 @@ def precision_and_recall(matrix: np.ndarray) -> tuple[list[float], list[float]]:
         precision = np.where(predicted > 0, right / predicted, np.nan)
         recall = np.where(actual > 0, right / actual, np.nan)
     return precision.tolist(), recall.tolist()
-
-
-def accuracy(matrix: np.ndarray) -> float:
-    total = np.asarray(matrix).sum()
-    return float(np.trace(matrix) / total) if total else math.nan
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,17 +6,16 @@ can be mailed, attached to a ticket or opened from any folder; it loads nothing 
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import io
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from components.run_report import plots, report_data
+from components.run_report.html_parts import cell, escape, img, paragraph, percent, section, table
 from components.run_report.report_data import Mistake, NumericSummary
+from models import confusion
 
 # Rows shown per list of files (skipped, ignored, ...); the JSON report has them all.
 MAX_FILE_ROWS = 50
@@ -71,47 +70,6 @@ class ReportContent:
     suspect_photos: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
 
-def escape(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def png_data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def img(figure, alt: str) -> str:
-    """An <img> of a Matplotlib figure, embedded as PNG."""
-    return f'<img src="{png_data_uri(plots.png_bytes(figure))}" alt="{escape(alt)}">'
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        text = "n/a" if math.isnan(value) else f"{value:.3g}"
-        return f'<td class="number">{text}</td>'
-    if isinstance(value, (int, np.integer)):
-        return f'<td class="number">{value}</td>'
-    return f"<td>{escape(value)}</td>"
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
-    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
-    body = "".join("<tr>" + "".join(_cell(value) for value in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def percent(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
-
-
-def _paragraph(text: str, css_class: str = "") -> str:
-    attribute = f' class="{css_class}"' if css_class else ""
-    return f"<p{attribute}>{escape(text)}</p>"
-
-
-def _section(title: str, parts: Iterable[str], anchor: str) -> str:
-    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{"".join(parts)}</section>'
-
-
 def _overview(content: ReportContent) -> str:
     report = content.conversion_report
     rows = [
@@ -139,12 +97,12 @@ def _overview(content: ReportContent) -> str:
                      f"{sum(content.label_issues.get('checked', {}).values())} photos"))
     if content.matrix is not None:
         rows.append((f"{content.results_split} accuracy",
-                     percent(report_data.accuracy(content.matrix))))
+                     percent(confusion.accuracy(content.matrix))))
     if content.model_uri:
         rows.append(("model", content.model_uri))
     rows.append(("generated", content.generated_at))
-    body = "".join(f"<tr><th>{escape(name)}</th>{_cell(value)}</tr>" for name, value in rows)
-    notes = "".join(_paragraph(note, "note") for note in content.notes)
+    body = "".join(f"<tr><th>{escape(name)}</th>{cell(value)}</tr>" for name, value in rows)
+    notes = "".join(paragraph(note, "note") for note in content.notes)
     return f"<table><tbody>{body}</tbody></table>{notes}"
 
 
@@ -152,7 +110,7 @@ def _file_list(title: str, rows: list[tuple], headers: Sequence[str]) -> str:
     if not rows:
         return f"<h3>{escape(title)}: none</h3>"
     shown = table(headers, rows[:MAX_FILE_ROWS])
-    more = (_paragraph(f"... and {len(rows) - MAX_FILE_ROWS} more (see the JSON report)", "note")
+    more = (paragraph(f"... and {len(rows) - MAX_FILE_ROWS} more (see the JSON report)", "note")
             if len(rows) > MAX_FILE_ROWS else "")
     return f"<h3>{escape(title)}: {len(rows)}</h3>{shown}{more}"
 
@@ -191,9 +149,9 @@ def _data_section(content: ReportContent) -> str:
                 "histograms of image height and width over all splits"),
         ]
     else:
-        parts.append(_paragraph("No image size statistics (image/height, image/width).", "note"))
+        parts.append(paragraph("No image size statistics (image/height, image/width).", "note"))
     parts += [
-        _paragraph(f"Files left out, from {content.conversion_report_path}:"),
+        paragraph(f"Files left out, from {content.conversion_report_path}:"),
         _file_list("Skipped (unreadable, tiny or oversized)",
                    [(item["file"], item.get("reason", "")) for item in report.get("skipped", [])],
                    ["file", "reason"]),
@@ -202,9 +160,9 @@ def _data_section(content: ReportContent) -> str:
                    ["file", "reason"]),
     ]
     if copy_groups(report):
-        parts.append(_paragraph("Copies of one photo and label conflicts: see Your data.",
+        parts.append(paragraph("Copies of one photo and label conflicts: see Your data.",
                                 "note"))
-    return _section("Data", parts, "data")
+    return section("Data", parts, "data")
 
 
 def copy_groups(report: Mapping) -> list[dict]:
@@ -232,11 +190,11 @@ def _copies_part(content: ReportContent) -> list[str]:
            if distance else "identical bytes only (--near-duplicate-distance 0)")
     if not groups:
         return ["<h3>Copies of one photo: none</h3>",
-                _paragraph(f"No two photos are copies of each other by {how}.", "note")]
+                paragraph(f"No two photos are copies of each other by {how}.", "note")]
     shown = groups[:MAX_GROUPS_SHOWN]
     parts = [
         f"<h3>Copies of one photo: {len(groups)} groups</h3>",
-        _paragraph(
+        paragraph(
             f"Photos that are copies of each other (resized, recompressed, re-toned or slightly "
             f"cropped; {how}). Each group is kept in one split, that of its oldest photo, so "
             "that no copy is trained on and tested on too; a group in two class folders is a "
@@ -255,7 +213,7 @@ def _copies_part(content: ReportContent) -> list[str]:
           group.get("distance", 0 if group.get("identical", True) else "n/a"))
          for group in shown]))
     if len(groups) > len(shown):
-        parts.append(_paragraph(f"... and {len(groups) - len(shown)} more groups in "
+        parts.append(paragraph(f"... and {len(groups) - len(shown)} more groups in "
                                 f"{content.conversion_report_path}", "note"))
     return parts
 
@@ -270,15 +228,15 @@ def _suspects_part(content: ReportContent) -> list[str]:
     issues = content.label_issues
     if issues is None:
         return ["<h3>Suspected label errors: not checked</h3>",
-                _paragraph("The Trainer wrote no label_issues.json (another run_fn).", "note")]
+                paragraph("The Trainer wrote no label_issues.json (another run_fn).", "note")]
     checked = sum(issues.get("checked", {}).values())
     suspects = list(issues.get("suspects", []))
     title = f"<h3>Suspected label errors: {len(suspects)} of {checked} photos</h3>"
     if not suspects:
-        return [title, _paragraph(
+        return [title, paragraph(
             "The head's out-of-sample probabilities doubt no photo's class folder.", "note")]
     shown = suspects[:MAX_SUSPECTS_SHOWN]
-    parts = [title, _paragraph(
+    parts = [title, paragraph(
         f"Train and eval photos whose class folder the head doubts (cleanlab's "
         f"find_label_issues on out-of-fold probabilities), most suspicious first: the share "
         f"is the head's probability of the folder's class and of the class it suggests. "
@@ -287,7 +245,7 @@ def _suspects_part(content: ReportContent) -> list[str]:
         f"{content.label_issues_path or 'label_issues.json'}.")]
     excluded = issues.get("excluded_from_training", 0)
     if excluded:
-        parts.append(_paragraph(f"{excluded} suspected train photos were left out of the final "
+        parts.append(paragraph(f"{excluded} suspected train photos were left out of the final "
                                 "head's training (--exclude-suspected-label-errors).", "note"))
     with_photo = [suspect for suspect in shown if suspect["file"] in content.suspect_photos]
     if with_photo:
@@ -301,14 +259,14 @@ def _suspects_part(content: ReportContent) -> list[str]:
         [(suspect["file"], suspect["split"], suspect["label"], suspect["label_probability"],
           suspect["suggested"], suspect["suggested_probability"]) for suspect in shown]))
     if len(suspects) > len(shown):
-        parts.append(_paragraph(f"... and {len(suspects) - len(shown)} more in the JSON file",
+        parts.append(paragraph(f"... and {len(suspects) - len(shown)} more in the JSON file",
                                 "note"))
     return parts
 
 
 def _your_data_section(content: ReportContent) -> str:
     """Near-duplicates and suspected label errors: the photos a user should look at."""
-    return _section("Your data", [*_copies_part(content), *_suspects_part(content)],
+    return section("Your data", [*_copies_part(content), *_suspects_part(content)],
                     "your-data")
 
 
@@ -324,12 +282,12 @@ def _curve_rows(curves) -> list[tuple]:
 
 def _training_section(content: ReportContent) -> str:
     if not content.curves:
-        parts = [_paragraph("No training curves: the Trainer wrote no epoch scalars.", "note")]
+        parts = [paragraph("No training curves: the Trainer wrote no epoch scalars.", "note")]
     else:
         parts = [
             img(plots.training_curves_figure(content.curves, content.phase_starts),
                 "training curves: loss and accuracy per epoch, train and validation"),
-            _paragraph("A dashed line marks where fine-tuning began."
+            paragraph("A dashed line marks where fine-tuning began."
                        if content.phase_starts else "Head training only (no fine-tuning)."),
             table(["metric", "run", "epochs", "last", "best", "best epoch"],
                   _curve_rows(content.curves)),
@@ -337,18 +295,18 @@ def _training_section(content: ReportContent) -> str:
     if content.tensorboard_command:
         parts.append(f"<p>More (sample images, the confusion matrix per epoch): "
                      f"<code>{escape(content.tensorboard_command)}</code></p>")
-    return _section("Training", parts, "training")
+    return section("Training", parts, "training")
 
 
 def _results_section(content: ReportContent) -> str:
     split = content.results_split
     if content.matrix is None:
-        return _section(f"Results on the {split} split",
-                        [_paragraph(f"No {split} photos to evaluate.", "note")], "results")
+        return section(f"Results on the {split} split",
+                        [paragraph(f"No {split} photos to evaluate.", "note")], "results")
     precision, recall = report_data.precision_and_recall(content.matrix)
     support = content.matrix.sum(axis=1)
     parts = [
-        _paragraph(f"Accuracy {percent(report_data.accuracy(content.matrix))} on "
+        paragraph(f"Accuracy {percent(confusion.accuracy(content.matrix))} on "
                    f"{int(content.matrix.sum())} {split} photos ({content.results_source})."),
         table(["class", "photos", "precision", "recall"],
               [(name, int(count), p, r) for name, count, p, r
@@ -356,11 +314,11 @@ def _results_section(content: ReportContent) -> str:
         img(plots.precision_recall_figure(
             content.class_names, np.nan_to_num(precision), np.nan_to_num(recall)),
             "bar chart: precision and recall per class"),
-        img(plots.confusion_matrix_figure(content.matrix, content.class_names,
+        img(confusion.confusion_matrix_figure(content.matrix, content.class_names,
                                           f"{split} split: rows true, columns predicted"),
             "confusion matrix"),
     ]
-    return _section(f"Results on the {split} split", parts, "results")
+    return section(f"Results on the {split} split", parts, "results")
 
 
 def thumbnail(encoded: bytes, pixels: int = THUMBNAIL_PIXELS) -> np.ndarray:
@@ -377,13 +335,13 @@ def _mistakes_section(content: ReportContent) -> str:
     split = content.results_split
     title = f"Misclassified {split} photos"
     if content.matrix is None:
-        return _section(title, [_paragraph("Not evaluated.", "note")], "mistakes")
+        return section(title, [paragraph("Not evaluated.", "note")], "mistakes")
     if not content.mistakes:
-        return _section(title, [_paragraph(
+        return section(title, [paragraph(
             "None: the model classified every photo right.")], "mistakes")
     shown = len(content.mistakes)
     parts = [
-        _paragraph(f"{content.total_mistakes} of {int(content.matrix.sum())} photos are "
+        paragraph(f"{content.total_mistakes} of {int(content.matrix.sum())} photos are "
                    f"misclassified; the {shown} the model was surest of are shown, surest first."),
         img(plots.contact_sheet_figure(
             [thumbnail(mistake.encoded) for mistake in content.mistakes],
@@ -395,7 +353,7 @@ def _mistakes_section(content: ReportContent) -> str:
                 content.class_names[mistake.predicted_label], mistake.score)
                for mistake in content.mistakes]),
     ]
-    return _section(title, parts, "mistakes")
+    return section(title, parts, "mistakes")
 
 
 def build_page(content: ReportContent) -> str:
@@ -403,7 +361,7 @@ def build_page(content: ReportContent) -> str:
     training, held-out results, misclassified photos."""
     title = f"tfx-poets run report: {content.run_id}"
     sections = [
-        _section("Overview", [_overview(content)], "overview"),
+        section("Overview", [_overview(content)], "overview"),
         _data_section(content),
         _your_data_section(content),
         _training_section(content),

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from components.run_report import report_page
+from components.run_report import html_parts, report_page
 from components.run_report.report_page import ReportContent
 
 
@@ -57,7 +57,7 @@ def test_results_show_accuracy_precision_recall_and_a_perfect_run_has_no_mistake
 
 
 def test_table_formats_numbers_and_missing_values():
-    html = report_page.table(["a", "b", "c"], [("x", 3, float("nan")), ("y", 0.12345, 2.0)])
+    html = html_parts.table(["a", "b", "c"], [("x", 3, float("nan")), ("y", 0.12345, 2.0)])
     assert '<td class="number">n/a</td>' in html and '<td class="number">0.123</td>' in html
 
 

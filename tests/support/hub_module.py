@@ -39,6 +39,8 @@ def make_random_hub_mobilenet(
     import tensorflow as tf
     import tf_keras
 
+    from models import resolution_free
+
     images = tf_keras.Input(shape=(resolution, resolution, 3), dtype=tf.float32, name="images")
     rescaled = tf_keras.layers.Rescaling(scale=2.0, offset=-1.0)(images)
     backbone = tf_keras.applications.MobileNet(
@@ -54,37 +56,12 @@ def make_random_hub_mobilenet(
     _reinitialize_kernels(model, rng)
     _calibrate_batch_norm(model, resolution, rng)
 
-    image_spec = tf.TensorSpec([None, resolution, resolution, 3], tf.float32, name="images")
-
-    # autograph=False: Keras layers have no data-dependent Python control flow, and autograph
-    # converting each of MobileNet's layers makes tracing take ~25 s instead of ~0.5 s.
-    @tf.function(autograph=False)
-    def call(images, training=False):
-        return model(images, training=training)
-
-    # One concrete function per Python value of `training`, as in the real module; the
-    # training=True one uses batch statistics and updates the moving averages.
-    call.get_concrete_function(image_spec, True)
-    call.get_concrete_function(image_spec, False)
-
-    @tf.function(input_signature=[image_spec], autograph=False)
-    def serving_default(images):
-        # Keyed by the backbone's name, like the real module ("mobilenet_1.00_224").
-        return {backbone.name: call(images, training=False)}
-
-    # The Hub "reusable SavedModel" interface on a plain trackable root, as tensorflow_hub's
-    # own tests build it. Saving the Keras model itself would also serialize every layer's
-    # call functions: the same interface, but ~20 s to save instead of ~2 s.
-    module = tf.train.Checkpoint()
-    module.__call__ = call
-    module.variables = list(model.variables)
-    module.trainable_variables = list(model.trainable_variables)
-    # MobileNet(weights=None) has no weight regularizers; the real module's list is empty too.
-    module.regularization_losses = []
-
     export_dir = Path(export_dir)
     export_dir.mkdir(parents=True, exist_ok=True)
-    tf.saved_model.save(module, str(export_dir), signatures={"serving_default": serving_default})
+    # The pipeline's own writer of Hub modules; keyed by the backbone's name and with batch
+    # statistics in training mode, like the real module ("mobilenet_1.00_224").
+    resolution_free.save_hub_module(model, str(export_dir), (resolution, resolution),
+                                    output_key=backbone.name, batch_norm_follows_training=True)
     return export_dir
 
 

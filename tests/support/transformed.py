@@ -13,18 +13,18 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
-from pipeline import config as config_lib  # noqa: E402
+from models import features
 
 RAW_SPEC = {
-    config_lib.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-    config_lib.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
-    config_lib.FILENAME_KEY: tf.io.FixedLenFeature([1], tf.string),
+    features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+    features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
+    features.FILENAME_KEY: tf.io.FixedLenFeature([1], tf.string),
 }
 
 
 def raw_row(encoded_image: bytes, label: int, file_name: str = "") -> dict:
-    return {config_lib.IMAGE_KEY: [encoded_image], config_lib.LABEL_KEY: [label],
-            config_lib.FILENAME_KEY: [file_name.encode("utf-8")]}
+    return {features.IMAGE_KEY: [encoded_image], features.LABEL_KEY: [label],
+            features.FILENAME_KEY: [file_name.encode("utf-8")]}
 
 
 def write_transformed_examples(path: str | os.PathLike, rows) -> None:
@@ -32,16 +32,16 @@ def write_transformed_examples(path: str | os.PathLike, rows) -> None:
     with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
         for row in rows:
             example = tf.train.Example()
-            features = example.features.feature
-            features[config_lib.TRANSFORMED_IMAGE_KEY].bytes_list.value.append(
-                row[config_lib.TRANSFORMED_IMAGE_KEY]
+            feature_map = example.features.feature
+            feature_map[features.TRANSFORMED_IMAGE_KEY].bytes_list.value.append(
+                row[features.TRANSFORMED_IMAGE_KEY]
             )
-            features[config_lib.TRANSFORMED_LABEL_KEY].int64_list.value.append(
-                int(row[config_lib.TRANSFORMED_LABEL_KEY])
+            feature_map[features.TRANSFORMED_LABEL_KEY].int64_list.value.append(
+                int(row[features.TRANSFORMED_LABEL_KEY])
             )
-            if config_lib.FILENAME_KEY in row:
-                features[config_lib.FILENAME_KEY].bytes_list.value.append(
-                    row[config_lib.FILENAME_KEY])
+            if features.FILENAME_KEY in row:
+                feature_map[features.FILENAME_KEY].bytes_list.value.append(
+                    row[features.FILENAME_KEY])
             writer.write(example.SerializeToString())
 
 
@@ -51,7 +51,7 @@ def make_transformed_data(root: str | os.PathLike, raw_rows: list[dict], image_s
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-    from components import transform_module
+    from models import transform_module
 
     root = Path(root)
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))

@@ -1,0 +1,53 @@
+import os
+
+import numpy as np
+
+from models.bottleneck_cache import SHARD_PREFIX, BottleneckCache, module_key, photo_key
+
+
+def test_features_persist_across_instances_one_shard_per_flush(tmp_path):
+    cache = BottleneckCache(str(tmp_path), "module-a")
+    assert len(cache) == 0 and cache.flush() is None  # nothing new: no empty shard
+    cache.put(photo_key(b"one"), np.arange(4, dtype=np.float32))
+    cache.put(photo_key(b"two"), np.ones(4, np.float32))
+    first = cache.flush()
+    cache.put(photo_key(b"three"), np.zeros(4, np.float32))
+    second = cache.flush()
+    assert first != second
+    shards = sorted(os.listdir(tmp_path / "module-a"))
+    assert len(shards) == 2 and all(name.startswith(SHARD_PREFIX) for name in shards)
+
+    reopened = BottleneckCache(str(tmp_path), "module-a")
+    assert len(reopened) == 3
+    np.testing.assert_array_equal(reopened.get(photo_key(b"one")), np.arange(4))
+    assert photo_key(b"four") not in reopened
+    # Another module's features are kept apart.
+    assert len(BottleneckCache(str(tmp_path), "module-b")) == 0
+
+
+def test_an_unreadable_or_half_written_shard_is_ignored(tmp_path):
+    cache = BottleneckCache(str(tmp_path), "m")
+    cache.put("k", np.ones(2, np.float32))
+    cache.flush()
+    (tmp_path / "m" / f"{SHARD_PREFIX}broken.npz").write_bytes(b"not a zip")
+    (tmp_path / "m" / f".tmp-{SHARD_PREFIX}x.npz").write_bytes(b"half")
+    reopened = BottleneckCache(str(tmp_path), "m")
+    assert len(reopened) == 1 and "k" in reopened
+
+
+def test_without_a_directory_nothing_is_written(tmp_path):
+    cache = BottleneckCache("", "m")
+    cache.put("k", np.ones(2, np.float32))
+    assert cache.flush() is None and "k" in cache
+
+
+def test_module_key_follows_the_module_files_not_its_path(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        (folder / "variables").mkdir(parents=True)
+        (folder / "saved_model.pb").write_bytes(b"graph")
+        (folder / "variables" / "variables.index").write_bytes(b"index")
+    assert module_key(str(first)) == module_key(str(second))
+    (second / "variables" / "variables.index").write_bytes(b"other weights")
+    assert module_key(str(first)) != module_key(str(second))
+    assert module_key("https://tfhub.dev/x/1") != module_key("https://tfhub.dev/x/2")
