@@ -19,7 +19,8 @@ from components.image_example_gen.report import (  # noqa: E402
     REPORT_FILE,
     class_balance,
 )
-from models import features
+from models import features  # noqa: E402
+from pipeline import cli, tfx_package  # noqa: E402
 from tests.support import make_corrupt_file, make_image_folder  # noqa: E402
 from tests.support.example_gen import image_example_gen  # noqa: E402
 from tests.support.images import (  # noqa: E402
@@ -41,8 +42,10 @@ def driven_exec_properties(component):
 def run_executor(exec_properties, output_dir):
     examples = standard_artifacts.Examples()
     examples.uri = str(output_dir)
+    # With TFX's package built once, as the runners hand it: else TFX builds one per call.
+    beam_args = tfx_package.with_tfx_package(["--direct_num_workers=1"], cli.DEFAULT_CACHE_DIR)
     context = BaseBeamExecutor.Context(
-        beam_pipeline_args=["--direct_num_workers=1"], tmp_dir=str(output_dir / "tmp")
+        beam_pipeline_args=list(beam_args), tmp_dir=str(output_dir / "tmp")
     )
     executor.Executor(context).Do({}, {"examples": [examples]}, exec_properties)
     return examples
