@@ -76,7 +76,9 @@ def test_confusion_matrix_summary_logs_one_cheap_image_per_epoch(tmp_path):
     # Not a blank canvas: the matrix's blue cells are drawn.
     assert (steps[0][1][..., 2].astype(int) - steps[0][1][..., 0] > 60).any()
     # Matplotlib's rendering is the whole per-epoch cost on cached features: well under 1 s.
-    assert summary.epochs_logged == 3 and summary.seconds / 3 < 1.0, summary.seconds
+    # Wall time, bounded loosely: a CI run beside a benchmark, the machine saturated, took
+    # 1.8 s an epoch; a traced or per-batch summary would take many times that.
+    assert summary.epochs_logged == 3 and summary.seconds / 3 < 3.0, summary.seconds
 
 
 def test_confusion_matrix_summary_at_the_end_predicts_once_with_the_final_weights(tmp_path):
