@@ -113,8 +113,8 @@ def fit_head(settings: TrainingConfig, features: dict, weights, files: dict | No
         keep[train_suspects] = False
         excluded = int(len(train_suspects))
         logger.info("Trainer: the final head leaves out the %d suspected train photos", excluded)
-        fitted = linear_head.fit([f[keep] for f in train_by_view], train_labels[keep], best.c,
-                                 weights)
+        fitted = linear_head.fit(train_by_view, train_labels, best.c, weights,
+                                 np.flatnonzero(keep))
         eval_scores = linear_head.predict(fitted, eval_by_view[:scored_views], num_classes)
     eval_accuracy = float(np.mean(eval_scores.argmax(1) == eval_labels))
     logger.info(

@@ -10,6 +10,7 @@ softmax layer, so the exported model is one graph (BENCHMARKS.md, "Recipes").
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 
 import numpy as np
@@ -43,12 +44,40 @@ def _logistic_regression(c: float, class_weight):
     return LogisticRegression(C=c, max_iter=MAX_ITERATIONS, class_weight=class_weight)
 
 
-def _fit(features_by_view: list[np.ndarray], labels: np.ndarray, c: float, class_weight):
-    """One head on all views of the given photos."""
-    return _logistic_regression(c, class_weight).fit(
-        l2_normalise(np.concatenate(features_by_view)),
-        np.concatenate([labels] * len(features_by_view)),
-    )
+def design_matrix(features_by_view: list[np.ndarray], rows: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """The L2-normalised rows of every view, stacked view after view, as one float64 array.
+
+    float64 because lbfgs copies anything else to float64 (sklearn 1.5 `_logistic.py`); built
+    here, that copy is the only one: one view's rows at a time pass through float32.
+    """
+    count = len(features_by_view[0]) if rows is None else len(rows)
+    matrix = np.empty((count * len(features_by_view), features_by_view[0].shape[-1]), np.float64)
+    for index, features in enumerate(features_by_view):
+        block = matrix[index * count:(index + 1) * count]
+        block[:] = features if rows is None else features[rows]
+        block /= np.maximum(np.linalg.norm(block, axis=-1, keepdims=True), 1e-12)
+    return matrix
+
+
+def _fit(features_by_view: list[np.ndarray], labels: np.ndarray, c: float, class_weight,
+         rows: np.ndarray | None = None):
+    """One head on all views of the given photos (`rows` of them; all by default)."""
+    labels = labels if rows is None else labels[rows]
+    # scipy's ScalarFunction keeps the design matrix in a reference cycle, which only a full
+    # collection frees; without one, each fit's copy stayed (3.5 GB after the 20 fits of a
+    # cross-validation on 19,531 photos x 2 views; bench/head_memory.py). Objects from before
+    # the fit are frozen so that the collection does not walk TensorFlow's million objects
+    # (1.2 s a collection with them, under 1 ms without).
+    gc.freeze()
+    try:
+        head = _logistic_regression(c, class_weight).fit(
+            design_matrix(features_by_view, rows),
+            np.concatenate([labels] * len(features_by_view)))
+        gc.collect()
+    finally:
+        gc.unfreeze()
+    return head
 
 
 def predict(head, features_by_view: list[np.ndarray], num_classes: int) -> np.ndarray:
@@ -81,8 +110,7 @@ def cross_validate(features_by_view: list[np.ndarray], labels: np.ndarray, num_c
     out_of_fold = {c: np.zeros((len(labels), num_classes)) for c in c_grid}
     for fit_rows, held_rows in splitter.split(labels, labels):
         for c in c_grid:
-            head = _fit([f[fit_rows] for f in features_by_view], labels[fit_rows], c,
-                        class_weight)
+            head = _fit(features_by_view, labels, c, class_weight, fit_rows)
             scores = predict(head, [f[held_rows] for f in scored], num_classes)
             out_of_fold[c][held_rows] = scores
             correct[c].append(float(np.mean(scores.argmax(1) == labels[held_rows])))
@@ -94,9 +122,11 @@ def cross_validate(features_by_view: list[np.ndarray], labels: np.ndarray, num_c
     ]
 
 
-def fit(features_by_view: list[np.ndarray], labels: np.ndarray, c: float, class_weight=None):
-    """The head on every view of every photo (raw features, normalised here)."""
-    return _fit(features_by_view, labels, c, class_weight)
+def fit(features_by_view: list[np.ndarray], labels: np.ndarray, c: float, class_weight=None,
+        rows: np.ndarray | None = None):
+    """The head on every view of every photo, or of the photos in `rows` (raw features,
+    normalised here)."""
+    return _fit(features_by_view, labels, c, class_weight, rows)
 
 
 def dense_weights(head, num_classes: int, dimension: int) -> tuple[np.ndarray, np.ndarray]:
