@@ -5,6 +5,9 @@ config, the run report and label_image all read them from here."""
 
 from __future__ import annotations
 
+import os
+import re
+
 # Feature names of the tf.Examples written by ImageExampleGen.
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
@@ -43,3 +46,12 @@ PREPROCESSING_FILE = "preprocessing.json"
 HEAD_REPORT_FILE = "head.json"
 # The Trainer's suspected label errors, in the Model artifact's folder (beside Format-Serving).
 LABEL_ISSUES_FILE = "label_issues.json"
+
+# retrain.py's rule for photos of one subject: a file name's part from "_nohash_" on is ignored,
+# so that its photos share a split (ImageExampleGen) and a cross-validation fold (the head).
+_NO_HASH_SUFFIX = re.compile(r"_nohash_.*$")
+
+
+def subject_of(file_name: str) -> str:
+    """The subject of a photo: its base name without any "_nohash_..." suffix."""
+    return _NO_HASH_SUFFIX.sub("", os.path.basename(file_name))

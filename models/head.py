@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from models import features as feature_names
 from models import label_issues, linear_head, serving, training_config
 from models.training_config import TrainingConfig
 
@@ -85,6 +86,15 @@ def _suspects(settings: TrainingConfig, files: dict | None, train_labels, eval_l
     return suspects[suspects < len(train_labels)], issues
 
 
+def subjects(names: list[str] | None, count: int) -> list[str] | None:
+    """Each train photo's subject (retrain.py's "_nohash_" rule), for the folds; a photo
+    without a name is its own subject. None without names."""
+    if not names:
+        return None
+    return [feature_names.subject_of(name) if name else f"#{row}"
+            for row, name in enumerate(names)]
+
+
 def fit_head(settings: TrainingConfig, features: dict, weights, files: dict | None = None
              ) -> HeadFit:
     """Cross-validates C over the train photos, then fits the head on all of them, or with
@@ -98,7 +108,7 @@ def fit_head(settings: TrainingConfig, features: dict, weights, files: dict | No
     started = time.time()
     results = linear_head.cross_validate(
         train_by_view, train_labels, num_classes, grid, weights, seed=settings.seed,
-        scored_views=scored_views,
+        scored_views=scored_views, groups=subjects((files or {}).get("train"), len(train_labels)),
     )
     best = max(results, key=lambda result: result.accuracy)
     fitted = linear_head.fit(train_by_view, train_labels, best.c, weights)

@@ -90,25 +90,44 @@ def predict(head, features_by_view: list[np.ndarray], num_classes: int) -> np.nd
     return scores / len(features_by_view)
 
 
+def _splitter(labels: np.ndarray, groups, folds: int, seed: int):
+    """(folds, the splits' (fit rows, held rows)): stratified by class, and with `groups` (one
+    key a photo) every group in one fold. Folds drop to the fewest photos (or groups) of a
+    class, 2 at least."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    grouped = groups is not None and len(set(groups)) < len(labels)
+    if grouped:
+        per_class = [len({g for g, label in zip(groups, labels, strict=True) if label == c})
+                     for c in np.unique(labels)]
+    else:
+        per_class = [int(n) for n in np.bincount(labels) if n] if len(labels) else []
+    smallest = min(per_class) if per_class else 0
+    folds = min(folds, max(2, smallest)) if smallest else folds
+    if grouped:
+        splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(
+            labels, labels, groups)
+    else:
+        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)
+    return folds, list(splits)
+
+
 def cross_validate(features_by_view: list[np.ndarray], labels: np.ndarray, num_classes: int,
                    c_grid=C_GRID, class_weight=None, folds: int = CV_FOLDS, seed: int = 0,
-                   scored_views: int | None = None) -> list[CrossValidation]:
+                   scored_views: int | None = None, groups=None) -> list[CrossValidation]:
     """Out-of-fold accuracy for each C of the grid; folds are over photos, by class.
 
     The head is fitted on every view; a held-out photo is scored by its first `scored_views`
-    views (all by default), as serving scores it. A class with fewer photos than folds
-    lowers the number of folds (to 2 at least).
+    views (all by default), as serving scores it. `groups` (a key per photo, e.g. its
+    subject) keeps the photos of a group in one fold: without it, copies of one subject in
+    different folds make the accuracy optimistic and favour the weakest regularisation.
+    A class with fewer photos than folds lowers the number of folds (to 2 at least).
     """
     scored = features_by_view[:scored_views or len(features_by_view)]
-    from sklearn.model_selection import StratifiedKFold
-
-    counts = np.bincount(labels)
-    smallest = int(counts[counts > 0].min()) if len(labels) else 0
-    folds = min(folds, max(2, smallest)) if smallest else folds
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    folds, splits = _splitter(labels, groups, folds, seed)
     correct = {c: [] for c in c_grid}
     out_of_fold = {c: np.zeros((len(labels), num_classes)) for c in c_grid}
-    for fit_rows, held_rows in splitter.split(labels, labels):
+    for fit_rows, held_rows in splits:
         for c in c_grid:
             head = _fit(features_by_view, labels, c, class_weight, fit_rows)
             scores = predict(head, [f[held_rows] for f in scored], num_classes)

@@ -94,3 +94,33 @@ def test_the_design_matrix_is_each_views_normalised_rows_in_float64():
     np.testing.assert_allclose(matrix, linear_head.l2_normalise(
         np.concatenate([views[0][rows], views[1][rows]]).astype(np.float64)), rtol=1e-6)
     assert linear_head.design_matrix(views).shape == (12, 4)
+
+
+def test_groups_keep_copies_of_a_subject_in_one_fold():
+    # 40 subjects, 5 near-copies each, labels unrelated to the features: only copies of a
+    # held-out photo in the fit folds let the head "recognise" it.
+    rng = np.random.default_rng(6)
+    subject_labels = np.repeat([0, 1], 20)
+    rng.shuffle(subject_labels)
+    centres = rng.normal(size=(40, 16))
+    rows = np.repeat(np.arange(40), 5)
+    features = centres[rows] + rng.normal(0, 0.01, (200, 16))
+    labels, groups = subject_labels[rows], [f"s{row}" for row in rows]
+    folds, splits = linear_head._splitter(labels, groups, 5, 0)
+    assert folds == 5
+    for _, held in splits:
+        held_groups = {groups[row] for row in held}
+        assert sum(groups.count(g) for g in held_groups) == len(held)  # whole groups only
+    (leaky,) = linear_head.cross_validate([features], labels, 2, (100.0,))
+    (grouped,) = linear_head.cross_validate([features], labels, 2, (100.0,), groups=groups)
+    assert leaky.accuracy > 0.95 and grouped.accuracy < 0.75
+
+
+def test_groups_of_single_photos_fold_as_without_groups():
+    rng = np.random.default_rng(7)
+    labels = np.repeat(np.arange(3), 10)
+    features = _features(rng, labels)
+    plain = linear_head.cross_validate([features], labels, 3, (1.0,))
+    singles = linear_head.cross_validate([features], labels, 3, (1.0,),
+                                         groups=[str(i) for i in range(30)])
+    assert plain == singles

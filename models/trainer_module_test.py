@@ -176,6 +176,12 @@ def test_class_weights_only_when_classes_are_imbalanced():
     assert head.class_weights(balanced_enough, 2, "balanced")[1] > 1
 
 
+def test_the_folds_group_train_photos_by_subject():
+    names = ["roses/a_nohash_0.jpg", "roses/a_nohash_1.jpg", "tulips/b.jpg", ""]
+    assert head.subjects(names, 4) == ["a", "a", "b.jpg", "#3"]
+    assert head.subjects(None, 4) is None and head.subjects([], 0) is None
+
+
 def test_learning_rate_cosine_decays_to_zero_over_the_phase():
     cosine = fine_tuning.learning_rate(
         TrainingConfig(model_handle="m", lr_schedule="cosine"), 0.01, epochs=4, steps_per_epoch=10)

@@ -15,6 +15,8 @@ import stat
 import warnings
 from typing import TYPE_CHECKING
 
+from models import features
+
 if TYPE_CHECKING:
     from components.image_example_gen.scan import Photo
 
@@ -89,9 +91,7 @@ def which_split(file_name: str, testing_percentage: int, validation_percentage: 
 
     Adding photos never moves an existing photo to another split.
     """
-    base_name = os.path.basename(file_name)
-    hash_name = re.sub(r"_nohash_.*$", "", base_name)
-    hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
+    hashed = hashlib.sha1(features.subject_of(file_name).encode("utf-8")).hexdigest()
     percentage_hash = (int(hashed, 16) % (MAX_NUM_IMAGES_PER_CLASS + 1)) * (
         100.0 / MAX_NUM_IMAGES_PER_CLASS
     )
