@@ -1,12 +1,19 @@
 """Test-split accuracy and file size of the SavedModel, the float TFLite and the int8 TFLite model.
 
-    .venv/bin/python -m bench.tflite_accuracy --model SERVING_DIR --data-dir PHOTOS
+    .venv/bin/python -m bench.tflite_accuracy --model SERVING_DIR --data-dir PHOTOS \
+        [--splits test eval train]
 
 SERVING_DIR is a pushed model (base folder or one version) or a Trainer's serving_model_dir
 with its tflite/ folder. The test split is rebuilt from PHOTOS with ImageExampleGen's own hash
 split (`which_split`, --testing-percentage / --validation-percentage as in the pipeline); each
 photo is read as label_image reads it and classified by each model through label_image's
 classifiers, so the TFLite models get exactly the training preprocessing.
+
+235 test photos cannot tell a point of quantization loss from chance, so --splits can add the
+eval and train photos: each TFLite model's accuracy is then given against the SavedModel's as
+a difference with its paired standard error (over photos), and how often their top-1 agree.
+The train photos trained the head and 150 of them calibrated int8: their accuracy is
+optimistic, but the difference between two models of one head still measures quantization.
 
 A model pushed before the Trainer wrote TFLite files has no tflite/ folder: with
 `--convert-to OUT` the SavedModel is copied to OUT and its tflite/ folder written there by
@@ -37,13 +44,23 @@ BATCH = 32
 
 
 def split_photos(data_dir, split, testing_percentage, validation_percentage):
-    """[(path, class index)] of one split, by ImageExampleGen's hash of the file name."""
+    """[(path, class index)] of one split (or of a tuple of splits), by ImageExampleGen's hash
+    of the file name."""
+    wanted = (split,) if isinstance(split, str) else tuple(split)
     class_names, rows = list_photos(data_dir, testing_percentage, validation_percentage)
     return class_names, [
         (os.path.join(data_dir, relative), index)
         for relative, index, photo_split in rows
-        if photo_split == split
+        if photo_split in wanted
     ]
+
+
+def paired_difference(correct: np.ndarray, reference_correct: np.ndarray) -> tuple[float, float]:
+    """(mean of correct - reference_correct, its standard error), both over the same photos."""
+    differences = correct.astype(float) - reference_correct.astype(float)
+    if len(differences) < 2:
+        return float(differences.mean()) if len(differences) else 0.0, float("nan")
+    return float(differences.mean()), float(differences.std(ddof=1) / np.sqrt(len(differences)))
 
 
 def predict(classify, encoded_photos):
@@ -98,11 +115,14 @@ def main(argv=None):
     parser.add_argument("--convert-to", help="copy the SavedModel here and write its tflite/")
     parser.add_argument("--calibration-images", type=int,
                         default=tflite_export.CALIBRATION_IMAGES)
+    parser.add_argument("--splits", nargs="+", default=[images.TEST],
+                        choices=[images.TRAIN, images.EVAL, images.TEST],
+                        help="the splits whose photos are scored (default: test)")
     args = parser.parse_args(argv)
 
     model_dir = saved_model_classifier.resolve_model_dir(args.model)
     split = (args.testing_percentage, args.validation_percentage)
-    class_names, test = split_photos(args.data_dir, images.TEST, *split)
+    class_names, test = split_photos(args.data_dir, args.splits, *split)
     conversion_s = None
     if args.convert_to:
         _, train = split_photos(args.data_dir, images.TRAIN, *split)
@@ -126,22 +146,26 @@ def main(argv=None):
         classifiers[f"TFLite {name}"] = (tflite_classifier.load_tflite_classifier(path),
                                          path.stat().st_size)
 
-    print(f"model: {model_dir}; test split of {args.data_dir}: {len(test)} photos, "
-          f"{len(class_names)} classes")
+    print(f"model: {model_dir}; {' + '.join(args.splits)} split of {args.data_dir}: "
+          f"{len(test)} photos, {len(class_names)} classes")
     if conversion_s is not None:
         print(f"TFLite conversion (float + int8, {args.calibration_images} calibration "
               f"photos of the train split): {conversion_s:.0f} s")
-    print("\n| model | test accuracy | correct | top-1 = SavedModel's | max score diff | size |")
-    print("|---|---|---|---|---|---|")
+    print("\n| model | accuracy | correct | - SavedModel's (paired SE), points "
+          "| top-1 = SavedModel's | max score diff | size |")
+    print("|---|---|---|---|---|---|---|")
     reference = None
     for name, (classify, size) in classifiers.items():
         started = time.time()
         scores = predict(classify, encoded)
         seconds = time.time() - started
         reference = scores if reference is None else reference
-        correct = int((scores.argmax(axis=1) == labels).sum())
+        hits = scores.argmax(axis=1) == labels
+        correct = int(hits.sum())
+        difference, error = paired_difference(hits, reference.argmax(axis=1) == labels)
         agree = int((scores.argmax(axis=1) == reference.argmax(axis=1)).sum())
         print(f"| {name} | {100 * correct / len(labels):.1f} % | {correct} / {len(labels)} | "
+              f"{100 * difference:+.2f} ± {100 * error:.2f} | "
               f"{agree} / {len(labels)} | {np.abs(scores - reference).max():.4f} | "
               f"{size / 1e6:.2f} MB |", flush=True)
         print(f"  ({name}: {seconds:.1f} s for the split)", file=sys.stderr)
