@@ -86,7 +86,7 @@ def _suspects(settings: TrainingConfig, files: dict | None, train_labels, eval_l
     return suspects[suspects < len(train_labels)], issues
 
 
-def subjects(names: list[str] | None, count: int) -> list[str] | None:
+def subjects(names: list[str] | None) -> list[str] | None:
     """Each train photo's subject (retrain.py's "_nohash_" rule), for the folds; a photo
     without a name is its own subject. None without names."""
     if not names:
@@ -108,7 +108,7 @@ def fit_head(settings: TrainingConfig, features: dict, weights, files: dict | No
     started = time.time()
     results = linear_head.cross_validate(
         train_by_view, train_labels, num_classes, grid, weights, seed=settings.seed,
-        scored_views=scored_views, groups=subjects((files or {}).get("train"), len(train_labels)),
+        scored_views=scored_views, groups=subjects((files or {}).get("train")),
     )
     best = max(results, key=lambda result: result.accuracy)
     fitted = linear_head.fit(train_by_view, train_labels, best.c, weights)

@@ -66,8 +66,8 @@ def _fit(features_by_view: list[np.ndarray], labels: np.ndarray, c: float, class
     """One head on all views of the given photos (`rows` of them; all by default)."""
     labels = labels if rows is None else labels[rows]
     # scipy's ScalarFunction keeps the design matrix in a reference cycle, which only a full
-    # collection frees; without one, each fit's copy stayed (3.5 GB after the 20 fits of a
-    # cross-validation on 19,531 photos x 2 views; bench/head_memory.py). Objects from before
+    # collection frees; without one, each fit's copy stayed (a 4.0 GB peak in the 20 fits of
+    # a cross-validation on 19,531 photos x 2 views; bench/head_memory.py). Objects from before
     # the fit are frozen so that the collection does not walk TensorFlow's million objects
     # (1.2 s a collection with them, under 1 ms without).
     gc.freeze()

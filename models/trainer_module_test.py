@@ -178,8 +178,8 @@ def test_class_weights_only_when_classes_are_imbalanced():
 
 def test_the_folds_group_train_photos_by_subject():
     names = ["roses/a_nohash_0.jpg", "roses/a_nohash_1.jpg", "tulips/b.jpg", ""]
-    assert head.subjects(names, 4) == ["a", "a", "b.jpg", "#3"]
-    assert head.subjects(None, 4) is None and head.subjects([], 0) is None
+    assert head.subjects(names) == ["a", "a", "b.jpg", "#3"]
+    assert head.subjects(None) is None and head.subjects([]) is None
 
 
 def test_learning_rate_cosine_decays_to_zero_over_the_phase():
