@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.head_folds --pipeline-root ROOT
 
-Reads the newest Transform output's train split under ROOT, takes every photo's features of
+Reads the train split of the newest run's Transform output (from ROOT/metadata.db), takes
+every photo's features of
 each view from ROOT/bottlenecks/<module key> (the run must have computed them: nothing is
 computed here; --module-key picks one when the root has features of several modules),
 and cross-validates the head over C (models/linear_head.py) twice: folds over photos, and
@@ -13,7 +14,6 @@ Trainer does. On a folder of renamed copies (bench/compare.py --replicate) the f
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import time
 import warnings
@@ -27,17 +27,32 @@ import tensorflow_transform as tft  # noqa: E402
 
 from models import bottleneck_cache, feature_pass, head, linear_head  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
+from pipeline.config import defaults_of  # noqa: E402
 
 
-def newest(pattern: str) -> str:
-    paths = sorted(glob.glob(pattern), key=lambda path: int(os.path.basename(path)))
-    if not paths:
-        raise SystemExit(f"head_folds: nothing matches {pattern}; is it a finished run's root?")
-    return paths[-1]
+def transform_outputs(root: str) -> tuple[str, str]:
+    """(transform graph URI, transformed examples URI) of the newest run in ROOT/metadata.db."""
+    from pipeline import metadata_queries
+
+    try:
+        store = metadata_queries.open_read_only(os.path.join(root, "metadata.db"))
+    except metadata_queries.MetadataError as error:
+        raise SystemExit(f"head_folds: {error}; pass a finished run's --pipeline-root") from None
+    latest = metadata_queries.latest_run(store)
+    items = metadata_queries.run_artifacts(store, latest.id) if latest else []
+    uris = {item.type_name: item.artifact.uri for item in items if item.producer == "Transform"}
+    if "TransformGraph" not in uris or "Examples" not in uris:
+        raise SystemExit(f"head_folds: the newest run in {root}/metadata.db has no Transform "
+                         "output; is it a finished run's root?")
+    return uris["TransformGraph"], uris["Examples"]
 
 
 def module_key(root: str, wanted: str) -> str:
-    keys = sorted(os.listdir(os.path.join(root, "bottlenecks")))
+    folder = os.path.join(root, "bottlenecks")
+    if not os.path.isdir(folder):
+        raise SystemExit(f"head_folds: no feature cache at {folder}; pass a finished run's "
+                         "--pipeline-root")
+    keys = sorted(os.listdir(folder))
     if wanted or len(keys) == 1:
         return wanted or keys[0]
     raise SystemExit(f"head_folds: {root}/bottlenecks holds {keys}; pick one with --module-key")
@@ -45,9 +60,7 @@ def module_key(root: str, wanted: str) -> str:
 
 def cached_train_features(root: str, key: str, view_names) -> tuple:
     """([features per view], labels, file names) of the train split, from the cache only."""
-    transform = os.path.join(root, "artifacts", "Transform")
-    graph = newest(os.path.join(transform, "transform_graph", "*"))
-    examples = newest(os.path.join(transform, "transformed_examples", "*"))
+    graph, examples = transform_outputs(root)
     reader = feature_pass.SplitReader([os.path.join(examples, "Split-train", "*")],
                                       tft.TFTransformOutput(graph))
     cache = bottleneck_cache.BottleneckCache(os.path.join(root, "bottlenecks"), key)
@@ -68,7 +81,7 @@ def main(argv=None) -> None:
     parser.add_argument("--pipeline-root", required=True)
     parser.add_argument("--module-key", default="", help="a folder of ROOT/bottlenecks")
     args = parser.parse_args(argv)
-    view_names = TrainingConfig.__dataclass_fields__["views"].default
+    view_names = defaults_of(TrainingConfig)["views"]
     by_view, labels, files = cached_train_features(
         args.pipeline_root, module_key(args.pipeline_root, args.module_key), view_names)
     groups = head.subjects(files)

@@ -11,7 +11,7 @@ in MB (10^6 bytes). --max-iterations caps lbfgs: memory does not depend on it, t
 from __future__ import annotations
 
 import argparse
-import threading
+import os
 import time
 import warnings
 
@@ -19,28 +19,6 @@ import numpy as np
 
 from bench import common
 from models import linear_head
-
-
-class PeakSampler:
-    """The largest RSS of this process seen since start(), sampled in a thread."""
-
-    def __init__(self, interval: float = 0.01):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, common.rss_bytes())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakSampler:
-        self.peak = common.rss_bytes()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def main(argv=None) -> None:
@@ -57,12 +35,12 @@ def main(argv=None) -> None:
              for _ in range(args.views)]
     before = common.rss_bytes()
     started = time.perf_counter()
-    with warnings.catch_warnings(), PeakSampler() as sampler:
+    with warnings.catch_warnings(), common.TreeRssSampler(os.getpid(), 0.01) as sampler:
         warnings.simplefilter("ignore")  # lbfgs does not converge in a few iterations
         linear_head.cross_validate(views, labels, 5)
     seconds = time.perf_counter() - started
     print(f"{args.photos:,} photos x {args.views} views x {args.dimension}: RSS before "
-          f"{before / 1e6:,.0f} MB, peak {sampler.peak / 1e6:,.0f} MB, after "
+          f"{before / 1e6:,.0f} MB, peak {sampler.peak_bytes / 1e6:,.0f} MB, after "
           f"{common.rss_bytes() / 1e6:,.0f} MB, {seconds:.0f} s "
           f"({len(linear_head.C_GRID)} C x {linear_head.CV_FOLDS} folds, "
           f"max {args.max_iterations} iterations)")

@@ -22,9 +22,13 @@ CV_FOLDS = 5
 MAX_ITERATIONS = 3000
 
 
+def _norms(features: np.ndarray) -> np.ndarray:
+    """Each row's L2 norm, [N, 1], at least 1e-12 so an all-zero row stays zero."""
+    return np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+
+
 def l2_normalise(features: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=-1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
+    return features / _norms(features)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +61,7 @@ def design_matrix(features_by_view: list[np.ndarray], rows: np.ndarray | None = 
     for index, features in enumerate(features_by_view):
         block = matrix[index * count:(index + 1) * count]
         block[:] = features if rows is None else features[rows]
-        block /= np.maximum(np.linalg.norm(block, axis=-1, keepdims=True), 1e-12)
+        block /= _norms(block)
     return matrix
 
 
