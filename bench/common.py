@@ -1,8 +1,10 @@
 """What the bench scripts share: the environment TensorFlow reads at import, the repo root, the
-machine, RSS readings and samplers, and timing. Imports neither TensorFlow nor the pipeline."""
+machine, RSS readings and samplers, timing, and the paired standard error. Imports neither
+TensorFlow nor the pipeline."""
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import statistics
@@ -179,3 +181,16 @@ def median_seconds(call, warmup: int, repeats: int) -> float:
     """The median wall seconds of `timed_calls`."""
     walls, _ = timed_calls(call, warmup, repeats)
     return statistics.median(walls)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+def mean_and_standard_error(values) -> tuple[float, float]:
+    """(mean, standard error of the mean) of `values`, e.g. per-photo differences of two
+    recipes on the same photos (a paired comparison); the error is nan for under 2 values."""
+    values = [float(value) for value in values]
+    if len(values) < 2:
+        return (values[0] if values else 0.0), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))

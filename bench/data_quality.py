@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from bench import common  # noqa: E402
 from components.image_example_gen import images, near_duplicates, scan  # noqa: E402
 from models import label_issues, linear_head  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
@@ -308,13 +309,12 @@ def main(argv=None) -> None:
             # Rows differ between settings (conflicts, moved photos): pair on the common ones.
             by_file = dict(zip(rows.tolist(), correct, strict=True))
             base = base or by_file
-            common = sorted(set(base) & set(by_file))
-            difference = np.array([by_file[row] - base[row] for row in common])
+            difference, error = common.mean_and_standard_error(
+                [by_file[row] - base[row] for row in sorted(set(base) & set(by_file))])
             accuracy, (low, high), count, excluded = test_accuracy(
                 by_view, labels, splits, exclude, num_classes, files, class_names)
             print(f"| {name} | {'yes' if exclude else 'no'} | {100 * correct.mean():.2f} % | "
-                  f"{100 * difference.mean():+.2f} | "
-                  f"{100 * difference.std(ddof=1) / np.sqrt(len(difference)):.2f} | "
+                  f"{100 * difference:+.2f} | {100 * error:.2f} | "
                   f"{100 * accuracy:.1f} % ({100 * low:.1f}-{100 * high:.1f}, {count}) | "
                   f"{excluded} | {time.time() - started:.0f} |", flush=True)
 

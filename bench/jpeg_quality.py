@@ -16,7 +16,6 @@ and standard error over the photos.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
 import time
@@ -88,9 +87,10 @@ def main(argv=None) -> None:
     print("|---|---|---|---|")
     print("\n".join(lines))
     for quality in args.qualities[1:]:
-        diff = right[quality].astype(float) - right[first].astype(float)
-        print(f"quality {quality} - {first}: {100 * diff.mean():+.2f} ± "
-              f"{100 * diff.std(ddof=1) / math.sqrt(len(diff)):.2f} points (paired over photos)")
+        difference, error = common.mean_and_standard_error(
+            right[quality].astype(float) - right[first].astype(float))
+        print(f"quality {quality} - {first}: {100 * difference:+.2f} ± "
+              f"{100 * error:.2f} points (paired over photos)")
 
 
 if __name__ == "__main__":

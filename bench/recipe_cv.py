@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from bench import recipe_data
+from bench import common, recipe_data
 
 FOLDS = 5
 C_GRID = (1.0, 3.0, 10.0, 30.0)
@@ -80,9 +80,8 @@ def paired(recipes: list[Recipe], directory: str, labels, rows, cache, c: float)
     print("|---|---|---|---|")
     for recipe in recipes[1:]:
         other = out_of_fold_correct(recipe, directory, labels, rows, cache, c)
-        difference = other - base
-        error = difference.std(ddof=1) / np.sqrt(len(difference))
-        print(f"| {recipe.name} | {100 * other.mean():.2f} % | {100 * difference.mean():+.2f} "
+        difference, error = common.mean_and_standard_error(other - base)
+        print(f"| {recipe.name} | {100 * other.mean():.2f} % | {100 * difference:+.2f} "
               f"| {100 * error:.2f} |", flush=True)
 
 

@@ -57,10 +57,7 @@ def split_photos(data_dir, split, testing_percentage, validation_percentage):
 
 def paired_difference(correct: np.ndarray, reference_correct: np.ndarray) -> tuple[float, float]:
     """(mean of correct - reference_correct, its standard error), both over the same photos."""
-    differences = correct.astype(float) - reference_correct.astype(float)
-    if len(differences) < 2:
-        return float(differences.mean()) if len(differences) else 0.0, float("nan")
-    return float(differences.mean()), float(differences.std(ddof=1) / np.sqrt(len(differences)))
+    return common.mean_and_standard_error(correct.astype(float) - reference_correct.astype(float))
 
 
 def predict(classify, encoded_photos):

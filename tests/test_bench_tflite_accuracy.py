@@ -27,3 +27,14 @@ def test_paired_difference_is_over_the_same_photos():
     difference, error = tflite_accuracy.paired_difference(worse, reference)
     assert difference == pytest.approx(-0.03)
     assert error == pytest.approx(np.std([-1.0] * 3 + [0.0] * 97, ddof=1) / 10)
+
+
+def test_the_shared_paired_error_matches_numpys():
+    from bench import common
+
+    values = np.array([1.0, 0.0, 0.0, -1.0, 1.0, 1.0])
+    mean, error = common.mean_and_standard_error(values)
+    assert mean == pytest.approx(values.mean())
+    assert error == pytest.approx(values.std(ddof=1) / np.sqrt(len(values)))
+    assert common.mean_and_standard_error([0.5])[0] == 0.5
+    assert np.isnan(common.mean_and_standard_error([0.5])[1])
