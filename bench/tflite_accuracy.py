@@ -15,10 +15,10 @@ a difference with its paired standard error (over photos), and how often their t
 The train photos trained the head and 150 of them calibrated int8: their accuracy is
 optimistic, but the difference between two models of one head still measures quantization.
 
-A model pushed before the Trainer wrote TFLite files has no tflite/ folder: with
-`--convert-to OUT` the SavedModel is copied to OUT and its tflite/ folder written there by
-`models/tflite_export.py`, calibrated on --calibration-images photos of the train split (the
-Trainer calibrates on its train dataset the same way), then OUT is measured.
+With `--convert-to OUT` the SavedModel is copied to OUT and its tflite/ folder written there by
+`models/tflite_export.py` (size, resize and views from its preprocessing.json), calibrated on
+--calibration-images photos of the train split (the Trainer calibrates on its train dataset
+the same way), then OUT is measured: how int8 depends on its calibration.
 """
 
 import argparse
@@ -76,31 +76,36 @@ def folder_bytes(path):
     )
 
 
-def convert_saved_model(model_dir, output_dir, class_names, calibration_paths):
-    """A copy of model_dir with the tflite/ folder the Trainer would have written."""
+def model_settings(model_dir, class_names, views):
+    """The TrainingConfig the TFLite conversion needs, from the model's tflite/preprocessing.json
+    (size, resize and, since issue 15, the averaged views); `views` when the file has none."""
+    import json
+
+    path = model_dir / features.TFLITE_DIR / features.PREPROCESSING_FILE
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing; --convert-to needs the model's preprocessing file")
+    preprocessing = json.loads(path.read_text())
+    return TrainingConfig(
+        "m", image_size=int(preprocessing["image_size"]), resize=preprocessing["resize"],
+        views=tuple(preprocessing.get("views", views)), class_names=tuple(class_names))
+
+
+def convert_saved_model(model_dir, output_dir, settings, calibration_paths):
+    """A copy of model_dir whose tflite/ folder is written again, calibrated on the given
+    photos prepared as the Trainer's train dataset prepares them."""
     import tensorflow as tf
 
     shutil.copytree(model_dir, output_dir, ignore=shutil.ignore_patterns(features.TFLITE_DIR))
-    # The SavedModel keeps the Keras model's traced call on float pixels [N, size, size, 3].
+    # The SavedModel keeps the Keras model's traced call on float pixels of any shape.
     keras_model = tf.saved_model.load(str(model_dir))
-    image_size = _input_size(keras_model)
-    to_pixels = tflite_classifier.training_pixels_function(image_size)
+    to_pixels = tflite_classifier.training_pixels_function(settings.image_size, settings.resize)
     calibration = [
-        to_pixels(tf.constant([read_encoded(path)])).numpy() for path in calibration_paths
+        np.round(to_pixels(tf.constant([read_encoded(path)])).numpy() * 255).astype(np.uint8)
+        for path in calibration_paths
     ]
     started = time.time()
-    settings = TrainingConfig("m", image_size=image_size, resize="squash", views=("plain",),
-                              class_names=tuple(class_names))
-    tflite_export.write_tflite_models(
-        keras_model, settings, calibration, str(output_dir)
-    )
+    tflite_export.write_tflite_models(keras_model, settings, calibration, str(output_dir))
     return time.time() - started
-
-
-def _input_size(keras_model):
-    """The pixel size of the Keras model's traced call (its first argument's spec)."""
-    spec = keras_model.__call__.concrete_functions[0].structured_input_signature[0][0]
-    return int(spec.shape[1])
 
 
 def main(argv=None):
@@ -112,6 +117,11 @@ def main(argv=None):
     parser.add_argument("--convert-to", help="copy the SavedModel here and write its tflite/")
     parser.add_argument("--calibration-images", type=int,
                         default=tflite_export.CALIBRATION_IMAGES)
+    parser.add_argument("--calibration-seed", type=int, default=0,
+                        help="which train photos calibrate (--convert-to)")
+    parser.add_argument("--views", default=",".join(TrainingConfig("m").views),
+                        help="the model's averaged views, for a model whose "
+                        "preprocessing.json does not name them (--convert-to)")
     parser.add_argument("--splits", nargs="+", default=[images.TEST],
                         choices=[images.TRAIN, images.EVAL, images.TEST],
                         help="the splits whose photos are scored (default: test)")
@@ -123,11 +133,12 @@ def main(argv=None):
     conversion_s = None
     if args.convert_to:
         _, train = split_photos(args.data_dir, images.TRAIN, *split)
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(args.calibration_seed)
         picked = rng.choice(len(train), size=min(args.calibration_images, len(train)),
                             replace=False)
+        settings = model_settings(model_dir, class_names, tuple(args.views.split(",")))
         conversion_s = convert_saved_model(
-            model_dir, args.convert_to, class_names, [train[i][0] for i in picked]
+            model_dir, args.convert_to, settings, [train[i][0] for i in picked]
         )
         model_dir = saved_model_classifier.resolve_model_dir(args.convert_to)
     tflite_dir = model_dir / features.TFLITE_DIR

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from models import features as feature_names
-from models import label_issues, linear_head, serving, training_config
+from models import kernel_head, label_issues, linear_head, serving, training_config
 from models.training_config import TrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class HeadFit:
     # photos it named that the final head was not fitted on.
     label_issues: dict = dataclasses.field(default_factory=dict)
     excluded: int = 0
+    kind: str = "logistic"  # training_config.HEAD_KINDS
 
     @property
     def chosen(self) -> linear_head.CrossValidation:
@@ -58,6 +59,7 @@ class HeadFit:
     def report(self) -> dict:
         chosen = self.chosen
         return {
+            "head": self.kind,
             "c": self.c,
             "cv_accuracy": chosen.accuracy,
             "cv_standard_error": chosen.standard_error,
@@ -105,17 +107,33 @@ def fit_head(settings: TrainingConfig, features: dict, weights, files: dict | No
     num_classes = len(settings.class_names)
     scored_views = len(serving.serving_views(settings))
     grid = (settings.head_c,) if settings.head_c > 0 else linear_head.C_GRID
+    kind = settings.head
+    rows = len(train_labels) * len(train_by_view)
+    if kind == "svm-rbf" and rows > kernel_head.MAX_TRAINING_ROWS:
+        logger.warning(
+            "Trainer: %d train rows (photos x views) are more than the RBF head trains on "
+            "(%d: its kernel matrix grows with their square); using the logistic head",
+            rows, kernel_head.MAX_TRAINING_ROWS)
+        kind = "logistic"
     started = time.time()
     results = linear_head.cross_validate(
         train_by_view, train_labels, num_classes, grid, weights, seed=settings.seed,
         scored_views=scored_views, groups=subjects((files or {}).get("train")),
+        kind=kind,
     )
     best = max(results, key=lambda result: result.accuracy)
-    fitted = linear_head.fit(train_by_view, train_labels, best.c, weights)
+    fitted = linear_head.fit(train_by_view, train_labels, best.c, weights, kind=kind)
+    out_of_fold = best.out_of_fold
+    if best.out_of_fold_decisions is not None:
+        temperature = kernel_head.fit_temperature(best.out_of_fold_decisions, train_labels)
+        fitted.temperature = temperature
+        out_of_fold = kernel_head.softmax(temperature * best.out_of_fold_decisions).mean(0)
+        logger.info("Trainer: the RBF head's scores at temperature %.2f (fitted out of fold)",
+                    temperature)
     eval_scores = linear_head.predict(fitted, eval_by_view[:scored_views], num_classes)
     checked = time.time()
     train_suspects, issues = _suspects(settings, files, train_labels, eval_labels,
-                                       best.out_of_fold, eval_scores)
+                                       out_of_fold, eval_scores)
     logger.info("Trainer: %s (in %.1f s)", label_issues.message(issues), time.time() - checked)
     excluded = 0
     if settings.exclude_suspected_label_errors and len(train_suspects):
@@ -123,16 +141,19 @@ def fit_head(settings: TrainingConfig, features: dict, weights, files: dict | No
         keep[train_suspects] = False
         excluded = int(len(train_suspects))
         logger.info("Trainer: the final head leaves out the %d suspected train photos", excluded)
+        temperature = getattr(fitted, "temperature", None)
         fitted = linear_head.fit(train_by_view, train_labels, best.c, weights,
-                                 np.flatnonzero(keep))
+                                 np.flatnonzero(keep), kind)
+        if temperature is not None:
+            fitted.temperature = temperature
         eval_scores = linear_head.predict(fitted, eval_by_view[:scored_views], num_classes)
     eval_accuracy = float(np.mean(eval_scores.argmax(1) == eval_labels))
     logger.info(
-        "Trainer: head C=%g, cross-validated accuracy %.1f %% ± %.1f (%d folds over %d train "
-        "photos, %s), eval accuracy %.1f %%, in %.1f s", best.c, 100 * best.accuracy,
-        100 * best.standard_error, best.folds, len(train_labels),
+        "Trainer: %s head C=%g, cross-validated accuracy %.1f %% ± %.1f (%d folds over %d train "
+        "photos, %s), eval accuracy %.1f %%, in %.1f s", kind, best.c,
+        100 * best.accuracy, 100 * best.standard_error, best.folds, len(train_labels),
         ", ".join(f"C={r.c:g}: {100 * r.accuracy:.1f} %" for r in results),
         100 * eval_accuracy, time.time() - started,
     )
     return HeadFit(fitted, best.c, results, eval_scores, eval_accuracy, len(eval_labels),
-                   issues, excluded)
+                   issues, excluded, kind)

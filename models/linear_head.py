@@ -1,4 +1,5 @@
-"""The final head: multinomial logistic regression on L2-normalised MobileNet features.
+"""The final head: multinomial logistic regression on L2-normalised MobileNet features (or,
+with kind "svm-rbf", models/kernel_head.py's machines, cross-validated the same way).
 
 scikit-learn's LogisticRegression with its regularisation C chosen by stratified k-fold
 cross-validation over the train photos; every view of a photo (its mirror image...) is one more
@@ -41,6 +42,10 @@ class CrossValidation:
     standard_error: float
     folds: int
     out_of_fold: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+    # A head with decision values (models/kernel_head.py): each scored view's out of fold,
+    # [views, N, classes], for its temperature.
+    out_of_fold_decisions: np.ndarray | None = dataclasses.field(default=None, compare=False,
+                                                                 repr=False)
 
 
 def _logistic_regression(c: float, class_weight):
@@ -66,7 +71,7 @@ def design_matrix(features_by_view: list[np.ndarray], rows: np.ndarray | None = 
 
 
 def _fit(features_by_view: list[np.ndarray], labels: np.ndarray, c: float, class_weight,
-         rows: np.ndarray | None = None):
+         rows: np.ndarray | None = None, kind: str = "logistic"):
     """One head on all views of the given photos (`rows` of them; all by default)."""
     labels = labels if rows is None else labels[rows]
     # scipy's ScalarFunction keeps the design matrix in a reference cycle, which only a full
@@ -76,9 +81,15 @@ def _fit(features_by_view: list[np.ndarray], labels: np.ndarray, c: float, class
     # (1.2 s a collection with them, under 1 ms without).
     gc.freeze()
     try:
-        head = _logistic_regression(c, class_weight).fit(
-            design_matrix(features_by_view, rows),
-            np.concatenate([labels] * len(features_by_view)))
+        design = design_matrix(features_by_view, rows)
+        targets = np.concatenate([labels] * len(features_by_view))
+        if kind == "svm-rbf":
+            from models import kernel_head
+
+            head = kernel_head.fit(design, targets, c, class_weight)
+        else:
+            head = _logistic_regression(c, class_weight).fit(design, targets)
+        del design
         gc.collect()
     finally:
         gc.unfreeze()
@@ -119,7 +130,8 @@ def _splitter(labels: np.ndarray, groups, folds: int, seed: int):
 
 def cross_validate(features_by_view: list[np.ndarray], labels: np.ndarray, num_classes: int,
                    c_grid=C_GRID, class_weight=None, folds: int = CV_FOLDS, seed: int = 0,
-                   scored_views: int | None = None, groups=None) -> list[CrossValidation]:
+                   scored_views: int | None = None, groups=None, kind: str = "logistic"
+                   ) -> list[CrossValidation]:
     """Out-of-fold accuracy for each C of the grid; folds are over photos, by class.
 
     The head is fitted on every view; a held-out photo is scored by its first `scored_views`
@@ -132,25 +144,30 @@ def cross_validate(features_by_view: list[np.ndarray], labels: np.ndarray, num_c
     folds, splits = _splitter(labels, groups, folds, seed)
     correct = {c: [] for c in c_grid}
     out_of_fold = {c: np.zeros((len(labels), num_classes)) for c in c_grid}
+    decisions = ({c: np.full((len(scored), len(labels), num_classes), -1e4) for c in c_grid}
+                 if kind == "svm-rbf" else {})
     for fit_rows, held_rows in splits:
         for c in c_grid:
-            head = _fit(features_by_view, labels, c, class_weight, fit_rows)
+            head = _fit(features_by_view, labels, c, class_weight, fit_rows, kind)
             scores = predict(head, [f[held_rows] for f in scored], num_classes)
             out_of_fold[c][held_rows] = scores
             correct[c].append(float(np.mean(scores.argmax(1) == labels[held_rows])))
+            for view, features in enumerate(scored if decisions else []):
+                decisions[c][view][np.ix_(held_rows, head.classes_)] = head.decision_function(
+                    l2_normalise(features[held_rows]))
     return [
         CrossValidation(c, float(np.mean(accuracies)),
                         float(np.std(accuracies, ddof=1) / math.sqrt(len(accuracies))), folds,
-                        out_of_fold[c])
+                        out_of_fold[c], decisions.get(c))
         for c, accuracies in correct.items()
     ]
 
 
 def fit(features_by_view: list[np.ndarray], labels: np.ndarray, c: float, class_weight=None,
-        rows: np.ndarray | None = None):
-    """The head on every view of every photo, or of the photos in `rows` (raw features,
-    normalised here)."""
-    return _fit(features_by_view, labels, c, class_weight, rows)
+        rows: np.ndarray | None = None, kind: str = "logistic"):
+    """The head (`kind`: training_config.HEAD_KINDS) on every view of every photo, or of the
+    photos in `rows` (raw features, normalised here)."""
+    return _fit(features_by_view, labels, c, class_weight, rows, kind)
 
 
 def dense_weights(head, num_classes: int, dimension: int) -> tuple[np.ndarray, np.ndarray]:

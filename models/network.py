@@ -12,7 +12,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow_hub as hub  # noqa: E402
 import tf_keras  # noqa: E402
 
-from models import linear_head, resolution_free  # noqa: E402
+from models import kernel_head, linear_head, resolution_free  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -96,13 +96,26 @@ class TransferModel:
         self.head = tf_keras.Model(bottleneck, self.classifier(self.normalise(bottleneck)))
 
     @property
+    def num_classes(self) -> int:
+        return int(self.head.output.shape[-1])
+
+    @property
     def dimension(self) -> int:
         return int(self.feature_extractor.output.shape[-1])
 
     def load_head(self, fitted) -> None:
-        kernel, bias = linear_head.dense_weights(
-            fitted, self.classifier.units, self.dimension
-        )
+        """Loads a fitted head: a logistic regression into the Dense layer; an RBF head
+        (models/kernel_head.py) as a new classifier layer sized by its support vectors, with
+        `model` and `head` rebuilt on it."""
+        if isinstance(fitted, kernel_head.KernelHead):
+            self.classifier = kernel_head.kernel_classifier(fitted, self.num_classes)
+            images = self.feature_extractor.input
+            self.model = tf_keras.Model(
+                images, self.classifier(self.normalise(self.feature_extractor.output)))
+            bottleneck = self.head.input
+            self.head = tf_keras.Model(bottleneck, self.classifier(self.normalise(bottleneck)))
+            return
+        kernel, bias = linear_head.dense_weights(fitted, self.num_classes, self.dimension)
         self.classifier.set_weights([kernel, bias])
 
 

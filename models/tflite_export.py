@@ -7,7 +7,8 @@ so every pushed version holds:
 - ``model_int8.tflite``: full-integer post-training quantization (int8 weights, activations,
   input and output), about 4x smaller, calibrated on photos of the train split;
 - ``labels.txt``: the class names, one a line, in the order of the scores;
-- ``preprocessing.json``: how to prepare pixels for them (``image_size``, ``resize``).
+- ``preprocessing.json``: how to prepare pixels for them (``image_size``, ``resize``), and the
+  ``views`` the models average inside (informative: callers pass the plain view's pixels).
 
 Both models take pixels, not encoded photos, in [0, 1] as the Trainer's
 ``decode_transformed_image`` makes them: ``[1, size, size, 3]`` when squashed, else
@@ -30,7 +31,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from models import features  # noqa: E402
+from models import features, serving  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def pixel_function(model, settings):
     The batch dimension is left open so an interpreter may be resized to run batches, and so
     are height and width unless the photos are squashed to one size.
     """
-    from models import serving, transform_module
+    from models import transform_module
 
     side = settings.image_size if settings.resize == transform_module.SQUASH else None
     spec = tf.TensorSpec([None, side, side, 3], tf.float32, name="image")
@@ -154,7 +155,8 @@ def write_tflite_models(
             f"{name}\n" for name in settings.class_names
         ).encode("utf-8"),
         features.PREPROCESSING_FILE: json.dumps(
-            {"image_size": settings.image_size, "resize": settings.resize}
+            {"image_size": settings.image_size, "resize": settings.resize,
+             "views": list(serving.serving_views(settings))}
         ).encode("utf-8"),
     }
     left_float = float_tensors(contents[features.INT8_MODEL_FILE])

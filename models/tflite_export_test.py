@@ -123,7 +123,7 @@ def test_write_tflite_models_writes_both_models_and_labels(classifier, calibrati
     assert sorted(p.name for p in folder.iterdir()) == ["labels.txt", "model_float.tflite",
                                                        "model_int8.tflite", "preprocessing.json"]
     assert json.loads((folder / "preprocessing.json").read_text()) == {
-        "image_size": SIZE, "resize": "squash"}
+        "image_size": SIZE, "resize": "squash", "views": ["plain"]}
     assert paths[features.INT8_MODEL_FILE] == str(folder / "model_int8.tflite")
     assert (folder / "labels.txt").read_text() == "ant\nbee\ncat\n"
     float_model = (folder / "model_float.tflite").read_bytes()

@@ -96,8 +96,12 @@ def build_parser(prog: str = "runner_local.py") -> argparse.ArgumentParser:
                           default=default["average_views"],
                           help="score a photo by the mean over its views when serving (one "
                           "forward pass per view, in one batch), else by the plain view")
+    training.add_argument("--head", choices=training_config.HEAD_KINDS, default=default["head"],
+                          help="the head on the L2-normalised features: logistic regression, "
+                          "or one-vs-rest RBF support vector machines (BENCHMARKS.md, \"The "
+                          "RBF head\"); default %(default)s")
     training.add_argument("--head-c", type=float, default=default["head_c"],
-                          help="regularisation C of the logistic-regression head (more is "
+                          help="regularisation C of the head (more is "
                           "less regularised); 0 chooses it from "
                           f"{', '.join(f'{c:g}' for c in training_config.HEAD_C_GRID)} by 5-fold "
                           "cross-validation over the train photos")
@@ -288,6 +292,7 @@ def config_from_args(args: argparse.Namespace, local: bool = True) -> config_lib
             class_names=class_names,
             views=views,
             average_views=args.average_views,
+            head=args.head,
             head_c=args.head_c,
             exclude_suspected_label_errors=args.exclude_suspected_label_errors,
             fine_tune_epochs=args.fine_tune_epochs,

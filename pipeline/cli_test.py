@@ -30,7 +30,7 @@ def test_help_documents_every_flag_with_its_default(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--data-dir", "--model-handle", "--architecture", "--image-size", "--resize",
-                 "--views", "--average-views", "--head-c", "--train-batch-size",
+                 "--views", "--average-views", "--head", "--head-c", "--train-batch-size",
                  "--fine-tune-epochs", "--min-accuracy", "--testing-percentage",
                  "--validation-percentage", "--pipeline-root"):
         assert flag in text
@@ -43,7 +43,7 @@ def test_flags_become_the_typed_config(tmp_path, hub_dir):
     calls = []
     code = _run_main(
         [f"--data-dir={photos}", f"--model-handle={hub_dir}", "--architecture=mobilenet_0.25_160",
-         "--head-c=0.05", f"--pipeline-root={tmp_path / 'root'}", "--no-cache",
+         "--head-c=0.05", "--head=svm-rbf", f"--pipeline-root={tmp_path / 'root'}", "--no-cache",
          "--image-size=320", "--resize=squash", "--views=plain,mirror", "--no-average-views",
          "--no-flip-left-right", "--random-crop=5", "--random-scale=7", "--random-brightness=9",
          "--fine-tune-from-block=10", "--label-smoothing=0.05", "--class-weights=balanced",
@@ -60,7 +60,7 @@ def test_flags_become_the_typed_config(tmp_path, hub_dir):
     # The size the network sees, not the architecture's 160.
     assert (config.training.image_size, config.training.resize) == (320, "squash")
     assert config.training.views == ("plain", "mirror") and not config.training.average_views
-    assert config.training.head_c == 0.05
+    assert config.training.head_c == 0.05 and config.training.head == "svm-rbf"
     assert config.training.model_handle == str(hub_dir)
     assert config.enable_cache is False
     training = config.training

@@ -37,6 +37,7 @@ def test_training_config_round_trips_through_custom_config():
     "changes,flag",
     [
         ({"head_c": -1.0}, "--head-c"),
+        ({"head": "tree"}, "--head"),
         ({"train_batch_size": -1}, "--train-batch-size"),
         ({"image_size": 4}, "--image-size"),
         ({"resize": "crop"}, "--resize"),

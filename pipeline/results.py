@@ -25,6 +25,7 @@ class RunResults:
     test_interval: tuple[float, float] | None = None
     test_count: int | None = None
     # The final head's regularisation and cross-validated accuracy (the Trainer's Model).
+    head: str = "logistic"
     head_c: float | None = None
     head_cv_accuracy: float | None = None
     head_cv_standard_error: float | None = None
@@ -105,6 +106,8 @@ def latest_run_results(config: PipelineConfig) -> RunResults:
                 results.eval_accuracy, results.eval_accuracy_per_class = overall, per_class
         elif type_name == "Model" and producer == "Trainer" and "head_cv_accuracy" in properties:
             results.head_c = properties["head_c"].double_value
+            if "head" in properties:
+                results.head = properties["head"].string_value
             results.head_cv_accuracy = properties["head_cv_accuracy"].double_value
             results.head_cv_standard_error = properties["head_cv_standard_error"].double_value
             results.head_cv_folds = properties["head_cv_folds"].int_value
@@ -170,7 +173,7 @@ def summarize(config: PipelineConfig) -> str:
     lines.append(test)
     if results.head_cv_accuracy is not None:
         lines.append(
-            f"  head           C={results.head_c:g}, cross-validated accuracy "
+            f"  head           {results.head}, C={results.head_c:g}, cross-validated accuracy "
             f"{_percent(results.head_cv_accuracy)} ± {100 * results.head_cv_standard_error:.1f} "
             f"({results.head_cv_folds} folds over the train photos)"
         )

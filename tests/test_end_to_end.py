@@ -51,10 +51,11 @@ def first_run(tmp_path_factory):
     hub_module = make_random_hub_mobilenet(root / "hub", alpha=0.25, resolution=128)
     flags = [
         "runner_local.py",
-        # The design's own shape: photos squashed to the module's size, the plain view, and
-        # a FineTuner; the defaults' shape runs in tests/test_faults.py and the runner tests.
+        # The design's own shape: photos squashed to the module's size, the plain view, a
+        # softmax head and a FineTuner; the defaults' shape (the RBF head) runs in
+        # tests/test_faults.py and the runner tests.
         f"--data-dir={photos}", f"--model-handle={hub_module}", "--image-size=128",
-        "--resize=squash", "--views=plain", "--fine-tune-epochs=1",
+        "--resize=squash", "--views=plain", "--head=logistic", "--fine-tune-epochs=1",
         "--train-batch-size=16", "--testing-percentage=20", "--validation-percentage=20",
         "--min-accuracy=0.5", f"--pipeline-root={root / 'out'}",
     ]

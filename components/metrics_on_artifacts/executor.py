@@ -45,6 +45,7 @@ def record_head(model, model_run_uri: str) -> None:
         for key, name in HEAD_PROPERTIES.items():
             model.set_float_custom_property(name, float(report[key]))
         model.set_int_custom_property("head_cv_folds", int(report["cv_folds"]))
+        model.set_string_custom_property("head", str(report.get("head", "logistic")))
     issues = _read_json(os.path.join(model.uri, LABEL_ISSUES_FILE)) if model.uri else None
     if issues:
         model.set_int_custom_property("num_label_suspects", int(issues["count"]))
