@@ -1,5 +1,6 @@
-"""The head: class weights, and a logistic regression on cached features whose regularisation is
-chosen by cross-validation over the train photos, with the photos whose label it doubts."""
+"""The head: class weights, and the RBF or logistic head (`--head`) on cached features whose
+regularisation is chosen by cross-validation over the train photos, with the photos whose label
+it doubts."""
 
 from __future__ import annotations
 

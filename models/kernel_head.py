@@ -9,7 +9,7 @@ exp(2 gamma (a.b - 1)). Scores are the softmax of the decision values times a te
 fitted to the cross-validation's out-of-fold decisions (`fit_temperature`), so that they
 are probabilities the label check (models/label_issues.py) can read; the temperature folds
 into the exported coefficients, and their argmax is the machines' prediction. Cross-validated
-on the shared photos it beat the logistic regression by 1.6 points (BENCHMARKS.md, "The RBF
+on the shared photos it beat the logistic regression by 1.7 points (BENCHMARKS.md, "The RBF
 head").
 """
 
@@ -86,15 +86,20 @@ def fit(design: np.ndarray, labels: np.ndarray, c: float, class_weight=None) -> 
     classes = np.unique(labels)
     if len(classes) < 2:
         raise ValueError("the RBF head needs photos of at least two classes")
-    weights = [None] * len(classes)
+    # Each row weighs its own class's weight in every machine, as in the logistic head.
+    row_weights = None
     if class_weight:
-        # A binary machine weighs its own class against all the others (weight 1).
-        weights = [{1: class_weight.get(int(label), 1.0), 0: 1.0} for label in classes]
-    kernel = np.exp(2.0 * gamma * (design @ design.T - 1.0))
+        row_weights = np.array([class_weight.get(int(label), 1.0) for label in labels])
+    # In place: one N x N float64 array, not two.
+    kernel = design @ design.T
+    kernel -= 1.0
+    kernel *= 2.0 * gamma
+    np.exp(kernel, out=kernel)
     machines = []
-    for label, weight in zip(classes, weights, strict=True):
-        machine = SVC(C=c, kernel="precomputed", class_weight=weight)
-        machines.append(machine.fit(kernel, (labels == label).astype(int)))
+    for label in classes:
+        machine = SVC(C=c, kernel="precomputed")
+        machines.append(machine.fit(kernel, (labels == label).astype(int),
+                                    sample_weight=row_weights))
     del kernel
     rows = np.unique(np.concatenate([machine.support_ for machine in machines]))
     position = {row: index for index, row in enumerate(rows)}

@@ -5,7 +5,8 @@ scikit-learn's LogisticRegression with its regularisation C chosen by stratified
 cross-validation over the train photos; every view of a photo (its mirror image...) is one more
 training row and lands in the same fold as the photo, as do the photos of one subject, and a
 held-out photo is scored by the mean of its views' probabilities, as serving scores it. The
-fitted head becomes a Keras Dense softmax layer, so the exported model is one graph
+fitted logistic head becomes a Keras Dense softmax layer (the RBF head, kernel_head's layer),
+so the exported model is one graph
 (BENCHMARKS.md, "Recipes").
 """
 

@@ -66,7 +66,8 @@ class TransferModel:
     """The MobileNet backbone, the head, and the models that share them.
 
     `model`: pixels -> scores; `feature_extractor`: pixels -> features; `head`: features ->
-    scores (L2 normalisation, then the softmax layer the logistic regression is loaded into).
+    scores (L2 normalisation, then the softmax layer the logistic regression is loaded into,
+    or the RBF head's layer that `load_head` puts in its place).
     """
 
     def __init__(self, settings: TrainingConfig, handle: str, fine_tuning: bool = False):

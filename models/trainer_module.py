@@ -1,4 +1,4 @@
-"""Trainer's user module: a linear head on MobileNet features of several views of each photo.
+"""Trainer's user module: a head on MobileNet features of several views of each photo.
 
 1. The backbone takes photos at the size the network sees (`image_size`, squashed or with
    their aspect ratio kept): a fixed-size MobileNet V1 module is rebuilt once to take any size
@@ -6,8 +6,9 @@
 2. Its features of every view of each photo (the photo and its mirror image,
    models/views.py) are computed once per (photo, view, module) and cached across runs
    (models/bottleneck_cache.py), as TF for Poets' bottlenecks.
-3. The head is a logistic regression on the L2-normalised features, its regularisation chosen
-   by cross-validation over the train photos (models/linear_head.py).
+3. The head (`--head`: RBF support vector machines, models/kernel_head.py, or a logistic
+   regression) on the L2-normalised features, its regularisation chosen by cross-validation
+   over the train photos (models/linear_head.py).
 4. Optionally (`fine_tune_epochs`, the FineTuner), the top MobileNet blocks are fine-tuned
    from that head on distorted images (models/augmentation.py), keeping the weights with
    the best validation loss.

@@ -76,10 +76,12 @@ def test_invalid_data_settings(changes, message):
         config_lib.DataConfig(**values)
 
 
-def test_the_fine_tuner_ignores_the_final_heads_settings():
-    settings = config_lib.TrainingConfig("/m", head_c=3.0, average_views=False,
-                                         exclude_suspected_label_errors=True)
-    assert settings.for_fine_tuning() == config_lib.TrainingConfig("/m")
+def test_the_fine_tuner_ignores_the_final_heads_settings_and_fine_tunes_under_logistic():
+    expected = config_lib.TrainingConfig("/m", head="logistic")
+    for head in ("logistic", "svm-rbf"):
+        settings = config_lib.TrainingConfig("/m", head=head, head_c=3.0, average_views=False,
+                                             exclude_suspected_label_errors=True)
+        assert settings.for_fine_tuning() == expected
 
 
 def test_trainer_classes_must_match_the_data():
