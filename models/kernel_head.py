@@ -47,11 +47,19 @@ class KernelHead:
     temperature: float = 1.0  # scores = softmax(temperature x decision values)
 
     def decision_function(self, design: np.ndarray) -> np.ndarray:
-        kernel = np.exp(2.0 * self.gamma * (design @ self.support.T - 1.0))
-        return kernel @ self.coefficients + self.intercept
+        return rbf_kernel(design, self.support, self.gamma) @ self.coefficients + self.intercept
 
     def predict_proba(self, design: np.ndarray) -> np.ndarray:
         return softmax(self.temperature * self.decision_function(design))
+
+
+def rbf_kernel(rows: np.ndarray, others: np.ndarray, gamma: float) -> np.ndarray:
+    """exp(-gamma |a - b|^2) = exp(2 gamma (a.b - 1)) for unit rows, [len(rows), len(others)];
+    computed in place, so one such array exists (the train rows' kernel matrix is N^2)."""
+    kernel = rows @ others.T
+    kernel -= 1.0
+    kernel *= 2.0 * gamma
+    return np.exp(kernel, out=kernel)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -90,11 +98,7 @@ def fit(design: np.ndarray, labels: np.ndarray, c: float, class_weight=None) -> 
     row_weights = None
     if class_weight:
         row_weights = np.array([class_weight.get(int(label), 1.0) for label in labels])
-    # In place: one N x N float64 array, not two.
-    kernel = design @ design.T
-    kernel -= 1.0
-    kernel *= 2.0 * gamma
-    np.exp(kernel, out=kernel)
+    kernel = rbf_kernel(design, design, gamma)
     machines = []
     for label in classes:
         machine = SVC(C=c, kernel="precomputed")
