@@ -51,3 +51,27 @@ def test_module_key_follows_the_module_files_not_its_path(tmp_path):
     (second / "variables" / "variables.index").write_bytes(b"other weights")
     assert module_key(str(first)) != module_key(str(second))
     assert module_key("https://tfhub.dev/x/1") != module_key("https://tfhub.dev/x/2")
+
+
+def test_features_are_stored_as_float16_and_read_back_as_float32(tmp_path):
+    features = np.random.default_rng(0).uniform(0, 6, 1024).astype(np.float32)
+    cache = BottleneckCache(str(tmp_path), "m")
+    cache.put("k/squash224", features)
+    # The run that computed them sees what its rerun will load from the shard.
+    in_memory = cache.get("k/squash224")
+    path = cache.flush()
+    with np.load(path) as shard:
+        assert shard["features"].dtype == np.float16 and shard["keys"].dtype.kind == "S"
+    reloaded = BottleneckCache(str(tmp_path), "m").get("k/squash224")
+    assert reloaded.dtype == np.float32
+    np.testing.assert_array_equal(reloaded, in_memory)
+    np.testing.assert_allclose(reloaded, features, rtol=1e-3)
+
+
+def test_a_float32_shard_of_an_earlier_version_still_loads(tmp_path):
+    (tmp_path / "m").mkdir()
+    np.savez(tmp_path / "m" / f"{SHARD_PREFIX}old.npz", keys=np.array(["a", "b/mirror"]),
+             features=np.ones((2, 3), np.float32))
+    cache = BottleneckCache(str(tmp_path), "m")
+    assert len(cache) == 2
+    np.testing.assert_array_equal(cache.get("b/mirror"), np.ones(3))

@@ -116,15 +116,16 @@ def test_cached_features_are_computed_once_per_photo_and_view(transformed, hub_m
     assert [f.shape for f in by_view] == [(16, 256)] * 3 and computed == 16
     assert len(labels) == 16
     cache.flush()
-    # The same features as one plain pass, photo by photo, and the mirror's differ.
+    # The same features as one plain pass, photo by photo, and the mirror's differ; to
+    # float16's precision (5e-4 relative), in which the cache keeps them.
     for index in (0, 3):
         image = transform_module.decode_transformed_image(jpegs[index], IMAGE_SIZE, resize)
         plain = extractor(image[tf.newaxis]).numpy()[0]
         mirror = extractor(tf.reverse(image, [1])[tf.newaxis]).numpy()[0]
         small = extractor(tf.image.resize(image, [64, 64])[tf.newaxis])
-        np.testing.assert_allclose(by_view[0][index], plain, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(by_view[1][index], mirror, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(by_view[2][index], small.numpy()[0], rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(by_view[0][index], plain, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(by_view[1][index], mirror, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(by_view[2][index], small.numpy()[0], rtol=2e-3, atol=2e-4)
     assert not np.allclose(by_view[0], by_view[1])
 
     reopened = bottleneck_cache.BottleneckCache(str(tmp_path), module)

@@ -91,6 +91,9 @@ def _flags(photos, hub_module, pipeline_root):
         # The default pipeline: the FineTuner (--fine-tune-epochs) is one more TFX Trainer,
         # resumed by the same launcher, and would add a killed attempt of its own.
         "--train-batch-size=16",
+        # One view: faults do not depend on the views, and each attempt's Trainer, Evaluators
+        # and report then run the network once a photo, not twice.
+        "--views=plain",
         "--testing-percentage=20", "--validation-percentage=20", "--min-accuracy=0",
         f"--pipeline-root={pipeline_root}",
     ]

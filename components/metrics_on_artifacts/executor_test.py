@@ -43,3 +43,33 @@ def test_the_accuracy_and_its_interval_go_on_the_evaluation(monkeypatch):
     assert evaluation.get_float_custom_property("accuracy_low") == pytest.approx(0.8477, abs=1e-3)
     assert evaluation.get_float_custom_property("accuracy_high") == pytest.approx(0.9273,
                                                                                  abs=1e-3)
+
+
+def _check_batch_sizes_of_a_tfxio_source(path, records, expected):
+    """Beam's assert_that fails the pipeline unless the source's batches have these sizes."""
+    import apache_beam as beam
+    import tensorflow as tf
+    from apache_beam.testing.util import assert_that, equal_to
+    from tfx_bsl.tfxio import tf_example_record
+
+    example = tf.train.Example(features=tf.train.Features(feature={
+        "x": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}))
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for _ in range(records):
+            writer.write(example.SerializeToString())
+    source = tf_example_record.TFExampleRecord(str(path), raw_record_column_name="raw")
+    with beam.Pipeline() as pipeline:
+        sizes = pipeline | source.BeamSource() | beam.Map(lambda batch: batch.num_rows)
+        assert_that(sizes, equal_to(expected))
+
+
+def test_the_evaluators_sources_read_fixed_batches_and_adaptive_ones_come_back(tmp_path):
+    from tfx_bsl.coders import batch_util
+
+    with executor.fixed_input_batches(32):
+        assert batch_util.GetBatchElementsKwargs(None) == {"min_batch_size": 32,
+                                                           "max_batch_size": 32}
+        assert batch_util.GetBatchElementsKwargs(8)["max_batch_size"] == 8  # a size given stays
+        _check_batch_sizes_of_a_tfxio_source(tmp_path / "examples.tfrecord", 70, [32, 32, 6])
+    # Outside, other components keep tfx_bsl's adaptive batching.
+    assert batch_util.GetBatchElementsKwargs(None)["min_batch_size"] == 1
