@@ -1,0 +1,85 @@
+"""The head's cross-validation on a finished run's cached features as stored, and rounded
+to float16 (the cache's dtype since 180c91c): do any out-of-fold predictions change?
+
+    .venv/bin/python -m bench.feature_precision --pipeline-root ROOT
+
+ROOT must hold float32 features (a root of a run before 180c91c); their float16 rounding is then
+compared with them. Reads the newest run's train split as `bench/head_folds.py` does, folds by
+subject as the Trainer, the runner's default head and views.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import warnings
+
+from bench import common
+
+common.tensorflow_defaults(log_level="3")
+
+import numpy as np  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+
+from bench import head_folds  # noqa: E402
+from models import bottleneck_cache, feature_pass, head, linear_head  # noqa: E402
+from models.training_config import TrainingConfig  # noqa: E402
+from pipeline.config import defaults_of  # noqa: E402
+
+
+def stored_features(folder: str) -> dict[str, np.ndarray]:
+    """{key: features} of every shard in `folder`, in the dtype they were saved in."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(folder, f"{bottleneck_cache.SHARD_PREFIX}*.npz"))):
+        with np.load(path) as shard:
+            keys = shard["keys"]
+            if keys.dtype.kind == "S":
+                keys = np.char.decode(keys, "ascii")
+            found.update(zip(keys.tolist(), shard["features"], strict=True))
+    return found
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipeline-root", required=True)
+    parser.add_argument("--module-key", default="", help="a folder of ROOT/bottlenecks")
+    args = parser.parse_args(argv)
+    defaults = defaults_of(TrainingConfig)
+    key = head_folds.module_key(args.pipeline_root, args.module_key)
+    stored = stored_features(os.path.join(args.pipeline_root, "bottlenecks", key))
+    graph, examples = head_folds.transform_outputs(args.pipeline_root)
+    reader = feature_pass.SplitReader([os.path.join(examples, "Split-train", "*")],
+                                      tft.TFTransformOutput(graph))
+    photos = [bottleneck_cache.photo_key(jpeg) for jpeg in reader]
+    try:
+        by_view = [np.stack([stored[bottleneck_cache.view_key(photo, view)] for photo in photos])
+                   for view in defaults["views"]]
+    except KeyError:
+        raise SystemExit(f"feature_precision: a train photo's features are not in {key}; "
+                         "run the pipeline on this root first") from None
+    if by_view[0].dtype == np.float16:
+        raise SystemExit("feature_precision: these features are stored as float16 already; "
+                         "pass the root of a run before 180c91c")
+    labels, groups = reader.labels, head.subjects(reader.files)
+    results = {}
+    for name, features in (("stored", by_view),
+                           ("float16", [f.astype(np.float16).astype(np.float32)
+                                        for f in by_view])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            results[name] = linear_head.cross_validate(
+                features, labels, int(labels.max()) + 1, groups=groups, kind=defaults["head"])
+    print(f"{len(labels):,} train photos x {len(by_view)} views, stored as {by_view[0].dtype}")
+    print("| C | CV stored | CV float16 | predictions that differ | max probability difference |")
+    print("|---|---|---|---|---|")
+    for stored_cv, rounded_cv in zip(results["stored"], results["float16"], strict=True):
+        differ = int(np.sum(stored_cv.out_of_fold.argmax(1) != rounded_cv.out_of_fold.argmax(1)))
+        print(f"| {stored_cv.c:g} | {100 * stored_cv.accuracy:.2f} ± "
+              f"{100 * stored_cv.standard_error:.2f} % | {100 * rounded_cv.accuracy:.2f} ± "
+              f"{100 * rounded_cv.standard_error:.2f} % | {differ} of {len(labels)} | "
+              f"{np.abs(stored_cv.out_of_fold - rounded_cv.out_of_fold).max():.4f} |")
+
+
+if __name__ == "__main__":
+    main()
