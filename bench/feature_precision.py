@@ -4,7 +4,7 @@ to float16 (the cache's dtype since 180c91c): do any out-of-fold predictions cha
     .venv/bin/python -m bench.feature_precision --pipeline-root ROOT
 
 ROOT must hold float32 features (a root of a run before 180c91c); their float16 rounding is then
-compared with them. Reads the newest run's train split as `bench/head_folds.py` does, folds by
+compared with them. Reads the newest run's train split (bench/run_root.py), folds by
 subject as the Trainer, the runner's default head and views.
 """
 
@@ -22,7 +22,7 @@ common.tensorflow_defaults(log_level="3")
 import numpy as np  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from bench import head_folds  # noqa: E402
+from bench import run_root  # noqa: E402
 from models import bottleneck_cache, feature_pass, head, linear_head  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
 from pipeline.config import defaults_of  # noqa: E402
@@ -46,9 +46,9 @@ def main(argv=None) -> None:
     parser.add_argument("--module-key", default="", help="a folder of ROOT/bottlenecks")
     args = parser.parse_args(argv)
     defaults = defaults_of(TrainingConfig)
-    key = head_folds.module_key(args.pipeline_root, args.module_key)
+    key = run_root.module_key(args.pipeline_root, args.module_key, "feature_precision")
     stored = stored_features(os.path.join(args.pipeline_root, "bottlenecks", key))
-    graph, examples = head_folds.transform_outputs(args.pipeline_root)
+    graph, examples = run_root.transform_outputs(args.pipeline_root, "feature_precision")
     reader = feature_pass.SplitReader([os.path.join(examples, "Split-train", "*")],
                                       tft.TFTransformOutput(graph))
     photos = [bottleneck_cache.photo_key(jpeg) for jpeg in reader]

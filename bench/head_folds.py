@@ -25,42 +25,15 @@ common.tensorflow_defaults(log_level="3")
 import numpy as np  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
+from bench import run_root  # noqa: E402
 from models import bottleneck_cache, feature_pass, head, linear_head  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
 from pipeline.config import defaults_of  # noqa: E402
 
 
-def transform_outputs(root: str) -> tuple[str, str]:
-    """(transform graph URI, transformed examples URI) of the newest run in ROOT/metadata.db."""
-    from pipeline import metadata_queries
-
-    try:
-        store = metadata_queries.open_read_only(os.path.join(root, "metadata.db"))
-    except metadata_queries.MetadataError as error:
-        raise SystemExit(f"head_folds: {error}; pass a finished run's --pipeline-root") from None
-    latest = metadata_queries.latest_run(store)
-    items = metadata_queries.run_artifacts(store, latest.id) if latest else []
-    uris = {item.type_name: item.artifact.uri for item in items if item.producer == "Transform"}
-    if "TransformGraph" not in uris or "Examples" not in uris:
-        raise SystemExit(f"head_folds: the newest run in {root}/metadata.db has no Transform "
-                         "output; is it a finished run's root?")
-    return uris["TransformGraph"], uris["Examples"]
-
-
-def module_key(root: str, wanted: str) -> str:
-    folder = os.path.join(root, "bottlenecks")
-    if not os.path.isdir(folder):
-        raise SystemExit(f"head_folds: no feature cache at {folder}; pass a finished run's "
-                         "--pipeline-root")
-    keys = sorted(os.listdir(folder))
-    if wanted or len(keys) == 1:
-        return wanted or keys[0]
-    raise SystemExit(f"head_folds: {root}/bottlenecks holds {keys}; pick one with --module-key")
-
-
 def cached_train_features(root: str, key: str, view_names) -> tuple:
     """([features per view], labels, file names) of the train split, from the cache only."""
-    graph, examples = transform_outputs(root)
+    graph, examples = run_root.transform_outputs(root, "head_folds")
     reader = feature_pass.SplitReader([os.path.join(examples, "Split-train", "*")],
                                       tft.TFTransformOutput(graph))
     cache = bottleneck_cache.BottleneckCache(os.path.join(root, "bottlenecks"), key)
@@ -83,7 +56,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     view_names = defaults_of(TrainingConfig)["views"]
     by_view, labels, files = cached_train_features(
-        args.pipeline_root, module_key(args.pipeline_root, args.module_key), view_names)
+        args.pipeline_root, run_root.module_key(args.pipeline_root, args.module_key, "head_folds"),
+        view_names)
     groups = head.subjects(files)
     print(f"{len(labels):,} train photos x {len(view_names)} views, "
           f"{len(set(groups or [])):,} subjects")

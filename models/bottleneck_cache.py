@@ -8,7 +8,8 @@ an interrupted run never leaves a half-written shard and never loses earlier one
 Any path tf.io.gfile can write (local, gs://) works, so the cache also serves remote runs.
 
 Features are kept as float16, in memory and in the shards: half the disk of float32 (9 MB
-less in a run over the shared photos) for the same head (BENCHMARKS.md, "The pipeline root").
+less in a run over the shared photos) for the same head (BENCHMARKS.md, "The pipeline with
+the RBF head"). Features beyond float16's range stay float32.
 A run and its rerun then see exactly the same numbers. Shards of float32 still load.
 """
 
@@ -59,6 +60,16 @@ def view_key(photo: str, view: str) -> str:
     return photo if view == PLAIN_VIEW else f"{photo}/{view}"
 
 
+def _as_stored(features) -> np.ndarray:
+    """float16, unless that overflows: features beyond float16's range (65,504), from another
+    module than MobileNet's, stay float32."""
+    features = np.asarray(features)
+    stored = features.astype(STORED_DTYPE)
+    if not np.isfinite(stored).all() and np.isfinite(features).all():
+        return features.astype(np.float32)
+    return stored
+
+
 class BottleneckCache:
     """A dict-like store of features by photo key, persisted under `directory/module_key`."""
 
@@ -75,7 +86,7 @@ class BottleneckCache:
         try:
             with _gfile().GFile(path, "rb") as file:
                 shard = np.load(io.BytesIO(file.read()))
-                keys, features = shard["keys"], shard["features"].astype(STORED_DTYPE)
+                keys, features = shard["keys"], _as_stored(shard["features"])
         except Exception as error:  # noqa: BLE001 - a bad shard only costs recomputing it
             logger.warning("bottleneck cache: ignoring unreadable %s (%s)", path, error)
             return
@@ -95,7 +106,7 @@ class BottleneckCache:
         return None if found is None else found.astype(np.float32)
 
     def put(self, key: str, features: np.ndarray) -> None:
-        stored = np.asarray(features).astype(STORED_DTYPE)
+        stored = _as_stored(features)
         self._features[key] = stored
         self._new[key] = stored
 

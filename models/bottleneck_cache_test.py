@@ -75,3 +75,13 @@ def test_a_float32_shard_of_an_earlier_version_still_loads(tmp_path):
     cache = BottleneckCache(str(tmp_path), "m")
     assert len(cache) == 2
     np.testing.assert_array_equal(cache.get("b/mirror"), np.ones(3))
+
+
+def test_features_beyond_float16s_range_stay_float32(tmp_path):
+    cache = BottleneckCache(str(tmp_path), "m")
+    large = np.array([1e5, -2.0, 0.5], np.float32)
+    cache.put("large", large)
+    cache.put("small", np.ones(3, np.float32))
+    np.testing.assert_array_equal(cache.get("large"), large)
+    cache.flush()
+    np.testing.assert_array_equal(BottleneckCache(str(tmp_path), "m").get("large"), large)
