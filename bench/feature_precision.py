@@ -20,10 +20,9 @@ from bench import common
 common.tensorflow_defaults(log_level="3")
 
 import numpy as np  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
 
 from bench import run_root  # noqa: E402
-from models import bottleneck_cache, feature_pass, head, linear_head  # noqa: E402
+from models import bottleneck_cache, head, linear_head  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
 from pipeline.config import defaults_of  # noqa: E402
 
@@ -32,11 +31,8 @@ def stored_features(folder: str) -> dict[str, np.ndarray]:
     """{key: features} of every shard in `folder`, in the dtype they were saved in."""
     found = {}
     for path in sorted(glob.glob(os.path.join(folder, f"{bottleneck_cache.SHARD_PREFIX}*.npz"))):
-        with np.load(path) as shard:
-            keys = shard["keys"]
-            if keys.dtype.kind == "S":
-                keys = np.char.decode(keys, "ascii")
-            found.update(zip(keys.tolist(), shard["features"], strict=True))
+        keys, features = bottleneck_cache.read_shard(path)
+        found.update(zip(keys, features, strict=True))
     return found
 
 
@@ -47,21 +43,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     defaults = defaults_of(TrainingConfig)
     key = run_root.module_key(args.pipeline_root, args.module_key, "feature_precision")
-    stored = stored_features(os.path.join(args.pipeline_root, "bottlenecks", key))
-    graph, examples = run_root.transform_outputs(args.pipeline_root, "feature_precision")
-    reader = feature_pass.SplitReader([os.path.join(examples, "Split-train", "*")],
-                                      tft.TFTransformOutput(graph))
-    photos = [bottleneck_cache.photo_key(jpeg) for jpeg in reader]
-    try:
-        by_view = [np.stack([stored[bottleneck_cache.view_key(photo, view)] for photo in photos])
-                   for view in defaults["views"]]
-    except KeyError:
-        raise SystemExit(f"feature_precision: a train photo's features are not in {key}; "
-                         "run the pipeline on this root first") from None
+    folder = os.path.join(args.pipeline_root, "bottlenecks", key)
+    by_view, labels, files = run_root.train_features(
+        args.pipeline_root, defaults["views"], stored_features(folder).get, folder,
+        "feature_precision")
     if by_view[0].dtype == np.float16:
         raise SystemExit("feature_precision: these features are stored as float16 already; "
                          "pass the root of a run before 180c91c")
-    labels, groups = reader.labels, head.subjects(reader.files)
+    groups = head.subjects(files)
     results = {}
     for name, features in (("stored", by_view),
                            ("float16", [f.astype(np.float16).astype(np.float32)

@@ -22,31 +22,17 @@ from bench import common
 
 common.tensorflow_defaults(log_level="3")
 
-import numpy as np  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-
 from bench import run_root  # noqa: E402
-from models import bottleneck_cache, feature_pass, head, linear_head  # noqa: E402
+from models import bottleneck_cache, head, linear_head  # noqa: E402
 from models.training_config import TrainingConfig  # noqa: E402
 from pipeline.config import defaults_of  # noqa: E402
 
 
 def cached_train_features(root: str, key: str, view_names) -> tuple:
     """([features per view], labels, file names) of the train split, from the cache only."""
-    graph, examples = run_root.transform_outputs(root, "head_folds")
-    reader = feature_pass.SplitReader([os.path.join(examples, "Split-train", "*")],
-                                      tft.TFTransformOutput(graph))
     cache = bottleneck_cache.BottleneckCache(os.path.join(root, "bottlenecks"), key)
-    rows = [[] for _ in view_names]
-    for jpeg in reader:
-        key = bottleneck_cache.photo_key(jpeg)
-        for index, view in enumerate(view_names):
-            found = cache.get(bottleneck_cache.view_key(key, view))
-            if found is None:
-                raise SystemExit(f"head_folds: view {view} of a train photo is not in "
-                                 f"{cache.directory}; run the pipeline on this root first")
-            rows[index].append(found)
-    return [np.stack(view) for view in rows], np.asarray(reader.labels), reader.files
+    return run_root.train_features(root, view_names, cache.get, cache.directory,
+                                   "head_folds")
 
 
 def main(argv=None) -> None:

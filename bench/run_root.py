@@ -1,10 +1,14 @@
 """A finished run's pipeline root, read by the scripts that reuse its cached features
-(head_folds.py, feature_precision.py): the newest run's Transform output and the feature
-cache's module folder. Each failure is one line naming the script (`tool`) and the fix."""
+(head_folds.py, feature_precision.py): the newest run's Transform output, the feature
+cache's module folder and the train photos' features. Each failure is one line naming the
+script (`tool`) and the fix."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+
+import numpy as np
 
 
 def transform_outputs(root: str, tool: str) -> tuple[str, str]:
@@ -33,3 +37,26 @@ def module_key(root: str, wanted: str, tool: str) -> str:
     if wanted or len(keys) == 1:
         return wanted or keys[0]
     raise SystemExit(f"{tool}: {root}/bottlenecks holds {keys}; pick one with --module-key")
+
+
+def train_features(root: str, view_names, lookup: Callable, source: str, tool: str) -> tuple:
+    """([features per view], labels, file names) of the newest run's train split, each photo's
+    view found by `lookup(cache key)` in the folder `source` (None if absent: one line,
+    nothing computed)."""
+    import tensorflow_transform as tft
+
+    from models import bottleneck_cache, feature_pass
+
+    graph, examples = transform_outputs(root, tool)
+    reader = feature_pass.SplitReader([os.path.join(examples, "Split-train", "*")],
+                                      tft.TFTransformOutput(graph))
+    rows = [[] for _ in view_names]
+    for jpeg in reader:
+        key = bottleneck_cache.photo_key(jpeg)
+        for index, view in enumerate(view_names):
+            found = lookup(bottleneck_cache.view_key(key, view))
+            if found is None:
+                raise SystemExit(f"{tool}: view {view} of a train photo is not in "
+                                 f"{source}; run the pipeline on this root first")
+            rows[index].append(found)
+    return [np.stack(view) for view in rows], np.asarray(reader.labels), reader.files

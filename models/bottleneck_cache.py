@@ -70,6 +70,16 @@ def _as_stored(features) -> np.ndarray:
     return stored
 
 
+def read_shard(path: str) -> tuple[list[str], np.ndarray]:
+    """(keys, features [N, D] in the dtype they were saved in) of one shard file."""
+    with _gfile().GFile(path, "rb") as file:
+        shard = np.load(io.BytesIO(file.read()))
+        keys, features = shard["keys"], shard["features"]
+    if keys.dtype.kind == "S":  # ASCII bytes since float16; unicode strings before
+        keys = np.char.decode(keys, "ascii")
+    return keys.tolist(), features
+
+
 class BottleneckCache:
     """A dict-like store of features by photo key, persisted under `directory/module_key`."""
 
@@ -84,15 +94,11 @@ class BottleneckCache:
 
     def _load_shard(self, path: str) -> None:
         try:
-            with _gfile().GFile(path, "rb") as file:
-                shard = np.load(io.BytesIO(file.read()))
-                keys, features = shard["keys"], _as_stored(shard["features"])
+            keys, features = read_shard(path)
         except Exception as error:  # noqa: BLE001 - a bad shard only costs recomputing it
             logger.warning("bottleneck cache: ignoring unreadable %s (%s)", path, error)
             return
-        if keys.dtype.kind == "S":
-            keys = np.char.decode(keys, "ascii")
-        self._features.update(zip(keys.tolist(), features, strict=True))
+        self._features.update(zip(keys, _as_stored(features), strict=True))
 
     def __len__(self) -> int:
         return len(self._features)
