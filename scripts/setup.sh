@@ -40,7 +40,11 @@ install_env() {  # install_env VENV LOCK
     "$python" -m venv "$1"
   fi
   # The lock is complete (resolved with overrides.txt), so it is installed as is, not re-resolved.
-  .venv/bin/uv pip sync --quiet --python "$1/bin/python" "$2"
+  # --compile-bytecode: uv writes no .pyc files by default, and with PYTHONDONTWRITEBYTECODE
+  # (set on these machines) Python never caches them either, so every process compiled
+  # TensorFlow, TFX and Beam from source: importing the pipeline took 46 s instead of 17 s
+  # (BENCHMARKS.md, "Startup"). About a minute once per environment; seconds after that.
+  .venv/bin/uv pip sync --quiet --compile-bytecode --python "$1/bin/python" "$2"
   .venv/bin/uv pip install --quiet --python "$1/bin/python" --no-deps -e .
   echo "setup: $1 ready ($("$1/bin/python" --version))"
 }
