@@ -11,7 +11,6 @@ subject as the Trainer, the runner's default head and views.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import warnings
 
@@ -30,7 +29,7 @@ from pipeline.config import defaults_of  # noqa: E402
 def stored_features(folder: str) -> dict[str, np.ndarray]:
     """{key: features} of every shard in `folder`, in the dtype they were saved in."""
     found = {}
-    for path in sorted(glob.glob(os.path.join(folder, f"{bottleneck_cache.SHARD_PREFIX}*.npz"))):
+    for path in bottleneck_cache.shard_paths(folder):
         keys, features = bottleneck_cache.read_shard(path)
         found.update(zip(keys, features, strict=True))
     return found

@@ -70,6 +70,14 @@ def _as_stored(features) -> np.ndarray:
     return stored
 
 
+def shard_paths(folder: str) -> list[str]:
+    """The shard files of a module's cache folder, in name order (none if it does not exist)."""
+    if not _gfile().exists(folder):
+        return []
+    return [os.path.join(folder, name) for name in sorted(_gfile().listdir(folder))
+            if name.startswith(SHARD_PREFIX) and name.endswith(".npz")]
+
+
 def read_shard(path: str) -> tuple[list[str], np.ndarray]:
     """(keys, features [N, D] in the dtype they were saved in) of one shard file."""
     with _gfile().GFile(path, "rb") as file:
@@ -87,10 +95,8 @@ class BottleneckCache:
         self.directory = os.path.join(directory, module) if directory else ""
         self._features: dict[str, np.ndarray] = {}
         self._new: dict[str, np.ndarray] = {}
-        if self.directory and _gfile().exists(self.directory):
-            for name in sorted(_gfile().listdir(self.directory)):
-                if name.startswith(SHARD_PREFIX) and name.endswith(".npz"):
-                    self._load_shard(os.path.join(self.directory, name))
+        for path in shard_paths(self.directory) if self.directory else []:
+            self._load_shard(path)
 
     def _load_shard(self, path: str) -> None:
         try:
